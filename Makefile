@@ -16,6 +16,10 @@ TORCH  ?= torch==2.13.0
 JOBS   ?= 2
 JB_ARGS := . --toc _toc.yml --path-output book -W -n --keep-going
 STORED_CONFIG := book/_build/_config_stored_outputs.yml
+# One OpenMP thread per process: the checks run two pytest-xdist workers (or two notebooks) on two cores,
+# where oversubscribed OpenMP threads spin and slow small torch kernels by orders of magnitude; one
+# thread also gives the stored outputs (`make nbs`) and their check (`make nbval`) the same reduction order.
+export OMP_NUM_THREADS ?= 1
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
 .PHONY: help venv book test export-check unit nbval site site-test nbs clean mathjax
