@@ -64,6 +64,29 @@ def test_figures_and_glued_numbers_render(built, dom):
     assert len(glued) >= 10 and all(re.fullmatch(r"-?\d+(\.\d+)?|(does not )?contain(s)?", g) for g in glued), glued
 
 
+def _visible_text(dom: str) -> str:
+    dom = re.sub(r"<(script|style|pre|code|mjx-container)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", dom)
+
+
+def _chapters():
+    return sorted(p for p in (HTML / "nbs").glob("*.html"))
+
+
+def test_no_raw_tex_on_any_chapter(built, tmp_path_factory):
+    """Every chapter's math is typeset: no `$$`, `\\frac`, ... left as text, no MathJax error."""
+    profile = tmp_path_factory.mktemp("chromium-profile-all")
+    for page in _chapters():
+        out = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "<mjx-container" in out.stdout, page.name
+        assert "<mjx-merror" not in out.stdout, page.name
+        text = _visible_text(out.stdout)
+        leftovers = re.findall(r"\$\$|\\(?:frac|mathbb|mathrm|sum|int|left|right|begin)\b", text)
+        assert not leftovers, (page.name, leftovers[:5], text[max(0, text.find(leftovers[0]) - 200):][:400])
+
+
 def test_colab_launch_link(built):
     source = built.read_text()
     assert "https://colab.research.google.com/github/learnthy/learnthy/blob/main/nbs/00_core.ipynb" in source
