@@ -1,0 +1,302 @@
+"""Unit tests of learnthy_nb.diffusion (quick sizes; about a minute on 2 shared CPU cores)."""
+import math
+
+import pytest
+import torch
+
+from learnthy_nb.core import DivergenceError
+from learnthy_nb.diffusion import (GaussianMixture, LacunaryDensity, ScoreNet, dsm_loss, kde_tv, ode_density_1d,
+                                   ou_mean_std, reflect_into, sample, time_grid, train_score_model, tv_binned,
+                                   w1_1d, w1_pot)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On this shared 2-core machine torch's 2-thread kernels are >10x slower than 1 thread under load.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class Uniform:
+    """U[low, high] in d = 1, for closed-form metric checks."""
+    d = 1
+
+    def __init__(self, low=-1.0, high=1.0):
+        self.low, self.high, self.support = low, high, (low, high)
+
+    def cdf(self, x):
+        return ((x.reshape(-1).double() - self.low) / (self.high - self.low)).clamp(0, 1)
+
+    def pdf(self, x):
+        inside = (x[..., 0] >= self.low) & (x[..., 0] <= self.high)
+        return torch.where(inside, 1 / (self.high - self.low), 0.0).double()
+
+
+def _mixture_at(gm, t):
+    """The OU marginal at time t of a Gaussian mixture, as a GaussianMixture."""
+    m, s = (float(v) for v in ou_mean_std(torch.tensor(t, dtype=torch.float64)))
+    return GaussianMixture(m * gm.means, math.sqrt(m**2 * gm.std**2 + s**2), gm.weights)
+
+
+# ---------------------------------------------------------------- forward process
+def test_ou_marginals_match_euler_maruyama():
+    g = torch.Generator().manual_seed(0)
+    x0, dt, n_paths = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64), 1e-3, 20_000
+    x = x0.repeat(n_paths, 1)
+    for _ in range(500):                                      # t = 0.5
+        x = x - x * dt + math.sqrt(2 * dt) * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    m, s = ou_mean_std(torch.tensor(0.5, dtype=torch.float64))
+    # standard errors: s / sqrt(n_paths) ~ 0.005 for the mean; Euler bias ~ dt
+    assert torch.allclose(x.mean(0), m * x0, atol=0.03)
+    assert torch.allclose(x.std(0), s.expand(3), atol=0.03)
+
+
+def test_ou_mean_std_values_and_small_t():
+    m, s = ou_mean_std(torch.tensor([1e-12, 1.0], dtype=torch.float64))
+    assert torch.allclose(m, torch.exp(-torch.tensor([1e-12, 1.0], dtype=torch.float64)))
+    assert abs(float(s[0]) - math.sqrt(2e-12)) < 1e-15          # no cancellation at tiny t
+    assert abs(float(s[1]) ** 2 - (1 - math.exp(-2))) < 1e-12
+
+
+# ---------------------------------------------------------------- targets
+@pytest.mark.parametrize("s", [0.5, 1.0, 2.0])
+def test_lacunary_density_normalised_bounded_below_cdf(s):
+    dens = LacunaryDensity(s, seed=3)
+    grid = torch.linspace(-1, 1, 200_001, dtype=torch.float64)
+    vals = dens.pdf(grid[:, None])
+    assert abs(float(torch.trapezoid(vals, grid)) - 1) < 1e-8
+    assert float(vals.min()) >= dens.lower_bound > 0
+    assert float((torch.cumulative_trapezoid(vals, grid) - dens.cdf(grid[1:])).abs().max()) < 1e-8
+    assert float(dens.pdf(torch.tensor([[1.5], [-1.01]])).abs().max()) == 0.0
+
+
+def test_lacunary_samples_follow_cdf():
+    dens = LacunaryDensity(0.5, seed=1)
+    x = dens.sample(50_000, torch.Generator().manual_seed(2))
+    assert x.shape == (50_000, 1) and float(x.abs().max()) <= 1
+    xs = torch.sort(x[:, 0]).values
+    ks = float((torch.arange(1, xs.numel() + 1, dtype=torch.float64) / xs.numel() - dens.cdf(xs)).abs().max())
+    assert ks < 1.63 / math.sqrt(xs.numel())                  # Kolmogorov-Smirnov at the 1% level
+
+
+def test_lacunary_2d_normalised():
+    dens = LacunaryDensity(1.0, d=2, seed=0)
+    g = (torch.arange(800, dtype=torch.float64) + 0.5) / 400 - 1
+    mesh = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1)
+    vals = dens.pdf(mesh)
+    assert abs(float(vals.mean()) * 4 - 1) < 1e-3 and float(vals.min()) >= dens.lower_bound
+    assert dens.sample(10, torch.Generator().manual_seed(0)).shape == (10, 2)
+
+
+# ---------------------------------------------------------------- scores and loss
+def test_mixture_score_is_gradient_of_log_density():
+    gm = GaussianMixture(torch.tensor([[-1.0, 0.0], [1.0, 0.5]]), 0.4, torch.tensor([0.25, 0.75]))
+    x = torch.randn(20, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    (auto,) = torch.autograd.grad(torch.log(gm.pdf(x, t=0.3)).sum(), x)
+    assert torch.allclose(auto, gm.score(x.detach(), 0.3), atol=1e-10)
+
+
+class _ExactEps:
+    def __init__(self, mixture, scale=1.0):
+        self.mixture, self.scale = mixture, scale
+
+    def eps(self, x, t):
+        sigma = ou_mean_std(t)[1]
+        score = torch.cat([self.mixture.score(x[:, i:i + 1], float(t[0, i])) for i in range(x.shape[1])], 1)
+        return -sigma[..., None] * self.scale * score
+
+
+def test_dsm_loss_minimised_by_true_score_with_vincent_gap():
+    gm = GaussianMixture(torch.tensor([[-1.0], [0.8]]), 0.3, torch.tensor([0.4, 0.6]))
+    g = torch.Generator().manual_seed(1)
+    n = 3000
+    x0 = gm.sample(n, g)[None]
+    t = torch.exp(math.log(0.01) + torch.rand(1, n, generator=g, dtype=torch.float64) * math.log(100))
+    z = torch.randn(1, n, 1, generator=g, dtype=torch.float64)
+    exact = float(dsm_loss(_ExactEps(gm), x0, t, z))
+    m, s = ou_mean_std(t)
+    xt = m[..., None] * x0 + s[..., None] * z
+    score = torch.cat([gm.score(xt[:, i:i + 1], float(t[0, i])) for i in range(n)], 1)
+    for scale in (0.8, 1.25):
+        wrong = float(dsm_loss(_ExactEps(gm, scale), x0, t, z))
+        gap = float((t * (((scale - 1) * score) ** 2).sum(-1)).mean())       # weight t / sigma^2 times sigma^2 |ds|^2
+        assert wrong > exact
+        assert abs((wrong - exact) - gap) < 0.25 * gap                        # Vincent: gap = explicit SM error
+
+
+# ---------------------------------------------------------------- samplers
+def test_sampler_with_exact_score_reproduces_mixture():
+    gm = GaussianMixture(torch.tensor([[-1.0], [0.5]]), 0.3, torch.tensor([0.3, 0.7]))
+    t_lo, M = 1e-3, 20_000
+    target = _mixture_at(gm, t_lo)
+    floor = w1_1d(target.sample(M, torch.Generator().manual_seed(3)), target)   # W1 of M exact draws
+    y = sample(gm, M, t_lo, 4.0, n_steps=100, generator=torch.Generator().manual_seed(2))
+    assert y.shape == (M, 1)
+    # tolerance: twice the Monte-Carlo floor plus 0.01 for discretisation; a sampler started at t_max = 0.3
+    # (far from stationarity) must fail it, so the tolerance discriminates.
+    tol = 2 * floor + 0.01
+    assert w1_1d(y, target) < tol
+    y_bad = sample(gm, M, t_lo, 0.3, n_steps=100, generator=torch.Generator().manual_seed(2))
+    assert w1_1d(y_bad, target) > tol
+    y_ode = sample(gm, M, t_lo, 4.0, n_steps=100, ode=True, generator=torch.Generator().manual_seed(2))
+    assert w1_1d(y_ode, target) < tol
+
+
+def test_empirical_score_sampler_is_gaussian_kde():
+    x = LacunaryDensity(1.0).sample(200, torch.Generator().manual_seed(5))
+    emp = GaussianMixture(x, 0.0)
+    bw = 0.08
+    t_lo = -0.5 * math.log1p(-bw**2)
+    m = float(ou_mean_std(torch.tensor(t_lo))[0])
+    kde = GaussianMixture(m * x, bw)
+    grid, q = ode_density_1d(emp, t_lo, 4.0, n_steps=100, low=-2.0, high=2.0, grid_size=2000, n_start=2**12)
+    tv = float(0.5 * (q[0] - kde.pdf(grid[:, None])).abs().sum() * (grid[1] - grid[0]))
+    tv_wrong = float(0.5 * (q[0] - GaussianMixture(m * x, 2 * bw).pdf(grid[:, None])).abs().sum() * (grid[1] - grid[0]))
+    assert tv < 0.03 < tv_wrong                                   # equals the KDE of bandwidth sigma(t_lo), not 2x
+    y = sample(emp, 10_000, t_lo, 4.0, n_steps=100, generator=torch.Generator().manual_seed(6))
+    floor = w1_1d(kde.sample(10_000, torch.Generator().manual_seed(7)), kde)
+    assert w1_1d(y, kde) < 2 * floor + 0.01
+
+
+def test_time_grid_geometric():
+    g = time_grid(1e-3, 1.0, 3)
+    assert torch.allclose(g, torch.tensor([1.0, 0.1, 0.01, 1e-3], dtype=torch.float64))
+    assert time_grid([1e-3, 1e-2], 1.0, 4).shape == (2, 5)
+
+
+def test_train_and_sample_batched_quick():
+    dens = LacunaryDensity(1.0)
+    g = torch.Generator().manual_seed(0)
+    xs = [dens.sample(n, g).float() for n in (100, 300)]
+    model = train_score_model(xs, [1e-3, 5e-4], 1.5, steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
+                              generator=g, device="cpu", quiet=True)
+    assert isinstance(model, ScoreNet) and model.n_models == 2
+    y = sample(model, 500, [1e-3, 5e-4], 1.5, n_steps=10, generator=torch.Generator().manual_seed(1))
+    assert y.shape == (2, 500, 1) and bool(torch.isfinite(y).all())
+    assert float(model(y, torch.tensor([0.1, 0.1])).abs().max()) <= float(model.clip.max()) / math.sqrt(1 - math.exp(-0.2)) + 1e-4
+    # determinism: the same generator seed gives the same model
+    m2 = train_score_model(xs, [1e-3, 5e-4], 1.5, steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
+                           generator=torch.Generator().manual_seed(0), device="cpu", quiet=True)
+    g0 = torch.Generator().manual_seed(0)
+    xs0 = [dens.sample(n, g0).float() for n in (100, 300)]
+    assert all(torch.equal(a, b) for a, b in zip(xs, xs0))
+    m1 = train_score_model(xs, [1e-3, 5e-4], 1.5, steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
+                           generator=torch.Generator().manual_seed(0), device="cpu", quiet=True)
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+
+
+def test_training_diverges_loudly():
+    x = torch.tensor([[0.0], [1e39]], dtype=torch.float64)     # finite in float64, inf in float32
+    with pytest.raises(DivergenceError):
+        train_score_model(x, 1e-3, 1.0, steps=3, batch_size=8, lr=1e-3, device="cpu", quiet=True)
+
+
+# ---------------------------------------------------------------- metrics
+def test_tv_binned_two_uniforms_exact():
+    half = -torch.rand(50_000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert abs(tv_binned(half, Uniform(), 20) - 0.5) < 1e-12       # TV(U[-1,0], U[-1,1]) = 1/2
+
+
+def test_tv_binned_noise_floor_shrinks():
+    dens = LacunaryDensity(1.0)
+    g = torch.Generator().manual_seed(1)
+    small = tv_binned(dens.sample(2_000, g), dens, 32)
+    large = tv_binned(dens.sample(200_000, g), dens, 32)
+    # floor ~ 0.5 sqrt(2 bins / (pi M)): 0.050 and 0.005
+    assert 0.02 < small < 0.09 and large < 0.012
+
+
+def test_w1_closed_forms():
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(100_000, 1, generator=g, dtype=torch.float64)
+    assert abs(w1_1d(z + 0.7, GaussianMixture(torch.zeros(1, 1), 1.0)) - 0.7) < 0.02
+    u = torch.rand(100_000, generator=g, dtype=torch.float64) - 1        # U[-1, 0] vs U[-1, 1]: W1 = 1/2
+    assert abs(w1_1d(u, Uniform()) - 0.5) < 0.01
+    pts = torch.rand(200, 3, generator=g, dtype=torch.float64)
+    v = torch.tensor([0.3, 0.4, 1.2], dtype=torch.float64)
+    assert abs(w1_pot(pts, pts + v) - 1.3) < 1e-9                       # Euclidean, not squared: |v| = 1.3
+
+
+def test_kde_tv_limits():
+    dens = LacunaryDensity(1.0)
+    q = (torch.arange(2000, dtype=torch.float64) + 0.5) / 2000
+    # exact quantiles of p (a "perfect sample"): inverting the CDF by the density's own table sampler
+    grid = torch.linspace(-1, 1, 2**16 + 1, dtype=torch.float64)
+    cdf = dens.cdf(grid)
+    i = torch.searchsorted(cdf, q).clamp(1, grid.numel() - 1)
+    xq = (grid[i - 1] + (q - cdf[i - 1]) / (cdf[i] - cdf[i - 1]) * (grid[i] - grid[i - 1]))[:, None]
+    assert kde_tv(xq, dens, 0.005) < 0.01
+    assert kde_tv(torch.zeros(5, 1, dtype=torch.float64), dens, 1e-3) > 0.98     # a spike vs a spread density
+    assert kde_tv(xq, dens, 0.005, reflect=True) < kde_tv(xq, dens, 0.2, reflect=False)
+
+
+def test_reflect_into():
+    x = torch.tensor([-1.5, -1.0, 0.3, 1.2, 3.5, -3.2], dtype=torch.float64)
+    assert torch.allclose(reflect_into(x), torch.tensor([-0.5, -1.0, 0.3, 0.8, -0.5, 0.8], dtype=torch.float64))
+
+
+# ---------------------------------------------------------------- ValueErrors
+def test_value_errors():
+    with pytest.raises(ValueError, match="t must"):
+        ou_mean_std(torch.tensor([0.1, 0.0]))
+    with pytest.raises(ValueError, match="t must"):
+        ou_mean_std(-1.0)
+    with pytest.raises(ValueError, match="s must"):
+        LacunaryDensity(0.0)
+    with pytest.raises(ValueError, match="s must"):
+        LacunaryDensity(-1.0)
+    with pytest.raises(ValueError, match="d must"):
+        LacunaryDensity(1.0, d=0)
+    with pytest.raises(ValueError, match="cdf"):
+        LacunaryDensity(1.0, d=2).cdf(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="x must have shape"):
+        LacunaryDensity(1.0).pdf(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        LacunaryDensity(1.0).pdf(torch.tensor([[float("nan")]]))
+    x = torch.rand(50, 1)
+    with pytest.raises(ValueError, match="t_min must be < t_max"):
+        train_score_model(x, 1.0, 0.5, steps=1, batch_size=4, lr=1e-3, quiet=True)
+    with pytest.raises(ValueError, match="t_min must be finite and > 0"):
+        train_score_model(x, 0.0, 0.5, steps=1, batch_size=4, lr=1e-3, quiet=True)
+    with pytest.raises(ValueError, match="NaN"):
+        train_score_model(torch.tensor([[0.1], [float("nan")]]), 0.1, 0.5, steps=1, batch_size=4, lr=1e-3, quiet=True)
+    with pytest.raises(ValueError, match="shape"):
+        train_score_model(torch.rand(50), 0.1, 0.5, steps=1, batch_size=4, lr=1e-3, quiet=True)
+    with pytest.raises(ValueError, match="steps"):
+        train_score_model(x, 0.1, 0.5, steps=0, batch_size=4, lr=1e-3, quiet=True)
+    with pytest.raises(ValueError, match="lr"):
+        train_score_model(x, 0.1, 0.5, steps=1, batch_size=4, lr=-1.0, quiet=True)
+    with pytest.raises(ValueError, match="t_min"):
+        train_score_model([x, x], [0.1, 0.2, 0.3], 0.5, steps=1, batch_size=4, lr=1e-3, quiet=True)
+    gm = GaussianMixture(torch.zeros(1, 1), 1.0)
+    with pytest.raises(ValueError, match="t_min must be < t_max"):
+        sample(gm, 10, 1.0, 1.0, n_steps=5)
+    with pytest.raises(ValueError, match="t_min must be finite and > 0"):
+        sample(gm, 10, -1.0, 1.0, n_steps=5)
+    with pytest.raises(ValueError, match="n_steps"):
+        sample(gm, 10, 0.1, 1.0, n_steps=0)
+    with pytest.raises(ValueError, match="n_samples"):
+        sample(gm, 0, 0.1, 1.0, n_steps=3)
+    dens = LacunaryDensity(1.0)
+    with pytest.raises(ValueError, match="samples must lie in the support"):
+        tv_binned(torch.tensor([[0.0], [1.5]]), dens, 10)
+    with pytest.raises(ValueError, match="bins"):
+        tv_binned(torch.zeros(3, 1), dens, 0)
+    with pytest.raises(ValueError, match="samples must have shape"):
+        tv_binned(torch.zeros(3, 2), dens, 4)
+    with pytest.raises(ValueError, match="samples must have shape"):
+        w1_1d(torch.zeros(3, 2), dens)
+    with pytest.raises(ValueError, match="same dimension"):
+        w1_pot(torch.zeros(3, 2), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        w1_pot(torch.tensor([[float("nan")]]), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="bandwidth"):
+        kde_tv(torch.zeros(3, 1), dens, 0.0)
+    with pytest.raises(ValueError, match="x0 must lie in the support"):
+        kde_tv(torch.tensor([[2.0]]), dens, 0.1)
+    with pytest.raises(ValueError, match="weights"):
+        GaussianMixture(torch.zeros(2, 1), 1.0, torch.tensor([0.5, 0.6]))
+    with pytest.raises(ValueError, match="std"):
+        GaussianMixture(torch.zeros(2, 1), -1.0)
