@@ -5,11 +5,15 @@ theta = (w, b, a), dimension 22), M = 1000 particles, n = 1000 data points, squa
     X_i <- X_i - eta * grad_theta (dF/dmu)(mu_X)(X_i) + sqrt(2 eta lam) xi_i.
 Both implementations use analytic gradients and float32. Prints particle-steps per second (M x steps / seconds) for
 each and their ratio, on the CPU and, when CUDA is available, on the GPU (torch only). Timings on a shared machine
-are noisy: the best of `--repeats` runs is reported.
+are noisy: the best of `--repeats` runs is reported, both per second of wall-clock time and per second of CPU time of
+this process (with one thread the CPU-time figure is what a dedicated core would give; it does not see the time the
+process waited for a core on a loaded machine), next to the load average. numpy's BLAS threads follow
+OMP_NUM_THREADS; for a like-for-like comparison run
 
-    python benchmarks/mfld_step.py [--steps 200] [--threads 2] [--repeats 3]
+    OMP_NUM_THREADS=1 python benchmarks/mfld_step.py --threads 1 [--steps 200] [--repeats 3]
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -59,12 +63,14 @@ def torch_mfld(X, y, theta, n_steps, device):
 
 
 def best_time(fn, repeats):
-    best = float("inf")
+    """(best wall-clock seconds, best CPU seconds of this process) over `repeats` runs."""
+    best_wall = best_cpu = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        best_wall = min(best_wall, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    return best_wall, best_cpu
 
 
 def main():
@@ -85,18 +91,25 @@ def main():
     assert np.allclose(a, b, atol=1e-4), float(np.abs(a - b).max())
 
     torch_mfld(X, y, theta0, 5, torch.device("cpu"))          # warm-up
+    load_before = os.getloadavg()[0]
     t_np = best_time(lambda: numpy_mfld(X, y, theta0, args.steps), args.repeats)
     t_cpu = best_time(lambda: torch_mfld(X, y, theta0, args.steps, torch.device("cpu")), args.repeats)
-    rate_np, rate_cpu = M * args.steps / t_np, M * args.steps / t_cpu
-    print(f"MFLD step, tanh net d={D}, M={M}, n={N}, {args.steps} steps, torch threads {args.threads}, best of {args.repeats}")
-    print(f"numpy loop      : {rate_np:10.3e} particle-steps/s")
-    print(f"run_mfld (cpu)  : {rate_cpu:10.3e} particle-steps/s   ratio to numpy {rate_cpu / rate_np:.2f}")
+    load_after = os.getloadavg()[0]
+    rate_np = [M * args.steps / t for t in t_np]
+    rate_cpu = [M * args.steps / t for t in t_cpu]
+    print(f"MFLD step, tanh net d={D}, M={M}, n={N}, {args.steps} steps, torch threads {args.threads}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, best of {args.repeats}, "
+          f"{os.cpu_count()} CPUs, 1-min load average {load_before:.2f} -> {load_after:.2f}")
+    print(f"{'':16s}   per wall-clock s   per CPU s   (particle-steps)")
+    print(f"numpy loop      : {rate_np[0]:10.3e}   {rate_np[1]:10.3e}")
+    print(f"run_mfld (cpu)  : {rate_cpu[0]:10.3e}   {rate_cpu[1]:10.3e}   ratio to numpy {rate_cpu[0] / rate_np[0]:.2f} (wall), "
+          f"{rate_cpu[1] / rate_np[1]:.2f} (CPU)")
     if torch.cuda.is_available():
         dev = torch.device("cuda")
         torch_mfld(X, y, theta0, 5, dev)
-        t_gpu = best_time(lambda: torch_mfld(X, y, theta0, args.steps, dev), args.repeats)
+        t_gpu = best_time(lambda: torch_mfld(X, y, theta0, args.steps, dev), args.repeats)[0]
         rate_gpu = M * args.steps / t_gpu
-        print(f"run_mfld (cuda) : {rate_gpu:10.3e} particle-steps/s   ratio to numpy {rate_gpu / rate_np:.2f}  "
+        print(f"run_mfld (cuda) : {rate_gpu:10.3e} particle-steps/s (wall)   ratio to numpy {rate_gpu / rate_np[0]:.2f}  "
               f"({torch.cuda.get_device_name(dev)})")
 
 

@@ -372,6 +372,62 @@ class MeanFieldNet:
             return torch.cat([grad, grad_a], dim=-1)
         return grad * self.scale if self.scale != 1.0 else grad
 
+    def _fused(self) -> bool:
+        """True when `_features`/`_pullback` are this class's own (the fused gradient path applies)."""
+        return type(self)._features is MeanFieldNet._features and type(self)._pullback is MeanFieldNet._pullback
+
+    def _workspace(self, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+        """A reusable [..., M, n] buffer (allocating a fresh one every step costs page faults)."""
+        key = (tuple(shape), like.dtype, like.device)
+        if getattr(self, "_buffers", None) is None:
+            self._buffers = {}
+        buf = self._buffers.get(key)
+        if buf is None:
+            self._buffers.clear()                     # keep one shape alive at a time (memory)
+            buf = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf
+
+    def fused_gradient(self, particles: torch.Tensor, Xa: torch.Tensor,
+                       weights_of: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_mu(x_j) [..., n] and sum_j c_j grad_theta h(theta_i, x_j) [..., M, p], with c = weights_of(f) [..., n].
+
+        The gradient step of a loss of the outputs in a fixed number of passes over the M x n activations, written into
+        one reused buffer: A = act(W Xa^T) (one matmul, then tanh/relu in place), f = (s/M) a^T A, c = weights_of(f),
+        grad_a = s A c, then A <- act'(.) in place (1 - A^2 for tanh, 1{A > 0} for relu) and
+        grad_(w,b) = s a (A' (c * Xa)) (one matmul). Xa: [n, d (+1)], the inputs with a column of ones when the neuron
+        has a bias (see `_augmented`). For this class's neuron only (`_fused()`); the returned tensors are new.
+        """
+        k = self.input_dim + int(self.bias)
+        lead, M, n = particles.shape[:-2], particles.shape[-2], Xa.shape[0]
+        act = self._workspace((*lead, M, n), particles)
+        W = particles[..., :k]
+        if particles.ndim == 2:
+            torch.mm(W, Xa.T, out=act)
+        else:
+            torch.matmul(W, Xa.T, out=act)
+        if self.activation == "tanh":
+            act.tanh_()
+        else:
+            act.relu_()
+        if self.output_weight:
+            a = particles[..., -1]                                                   # [..., M]
+            f = (a.unsqueeze(-2) @ act).squeeze(-2) * (self.scale / M)                # [..., n]
+        else:
+            f = act.mean(-2) * self.scale
+        c = weights_of(f)                                                             # [..., n]
+        grad_a = (act @ c.unsqueeze(-1)) * self.scale if self.output_weight else None  # [..., M, 1]
+        Xw = c.unsqueeze(-1) * Xa                                                     # [..., n, k]
+        if self.activation == "tanh":                                                 # sum_j (1 - A^2) c_j xa_j
+            act.mul_(act)
+            grad = Xw.sum(-2, keepdim=True) - act @ Xw
+        else:
+            act.sign_()                                                               # relu output >= 0: 1{A > 0}
+            grad = act @ Xw
+        if self.output_weight:
+            grad = grad * (self.scale * particles[..., -1:])
+            return f, torch.cat([grad, grad_a], dim=-1)
+        return f, (grad * self.scale if self.scale != 1.0 else grad)
+
     def neurons(self, particles: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """h(theta_i, x_j): [..., M, n]."""
         self._check(particles, X)
@@ -425,6 +481,7 @@ class MeanFieldRegression:
         self.n_components = X.shape[0]
         self._grid_cache: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self.last_outputs: Optional[torch.Tensor] = None   # f_mu(x_j) [B, n] at the last full-gradient call
+        self._Xa: Optional[torch.Tensor] = None              # augmented inputs [n, d (+1)] for the fused path
 
     def grid_neurons(self, points: torch.Tensor) -> torch.Tensor:
         """h(theta_g, x_j) at grid points [G, p]: [G, n] (cached for the last `points` tensor seen)."""
@@ -455,11 +512,24 @@ class MeanFieldRegression:
     def _grad(self, particles: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
         theta = self._split(particles)
         X, y = (self.X, self.y) if index is None else (self.X[index], self.y[index])
-        f, cache = self.net._outputs_and_cache(theta, X)                        # [B, n]
+        n = X.shape[0]
+        if self.net._fused():                                                   # one buffer, fixed passes
+            if index is None:
+                if self._Xa is None or self._Xa.dtype != particles.dtype:
+                    self._Xa = self.net._augmented(self.X).to(particles.dtype)
+                Xa = self._Xa
+            else:
+                Xa = self.net._augmented(X).to(particles.dtype)
+            if self.n_configs == 1:
+                theta = theta[0]
+            f, g = self.net.fused_gradient(theta, Xa, lambda f: self.loss_derivative(f, y) / n)
+            if self.n_configs == 1:
+                f, g, theta = f[None], g[None], theta[None]
+        else:
+            f, cache = self.net._outputs_and_cache(theta, X)                    # [B, n]
+            g = self.net._pullback(theta, X, cache, self.loss_derivative(f, y) / n)
         if index is None:
             self.last_outputs = f.detach()
-        weights = self.loss_derivative(f, y) / X.shape[0]
-        g = self.net._pullback(theta, X, cache, weights)
         if self.l2 > 0:
             g = g + self.l2 * theta
         return self._merge(g)

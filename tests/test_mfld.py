@@ -212,6 +212,39 @@ def test_analytic_gradient_is_M_times_autograd(kwargs, loss):
     assert torch.allclose(prob(th.detach()), th.shape[0] * th.grad, atol=1e-12)
 
 
+class _SameNeuronSubclass(MeanFieldNet):
+    """The same neuron through the generic hooks (`_features`/`_pullback` overridden): no fused path."""
+
+    def _features(self, particles, X):
+        return MeanFieldNet._features(self, particles, X)
+
+    def _pullback(self, particles, X, cache, weights):
+        return MeanFieldNet._pullback(self, particles, X, cache, weights)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"output_weight": True, "scale": 2.0}, {"activation": "relu", "output_weight": True},
+                                    {"bias": False, "activation": "relu"}])
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("n_configs", [1, 3])
+def test_fused_gradient_equals_generic_pullback(kwargs, loss, n_configs):
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    y = torch.sign(torch.randn(40, generator=gen, dtype=torch.float64))
+    fused = MeanFieldRegression(MeanFieldNet(3, **kwargs), X, y, l2=0.1, loss=loss, n_configs=n_configs)
+    generic = MeanFieldRegression(_SameNeuronSubclass(3, **kwargs), X, y, l2=0.1, loss=loss, n_configs=n_configs)
+    assert fused.net._fused() and not generic.net._fused()
+    th = torch.randn(11, n_configs * fused.net.particle_dim, generator=gen, dtype=torch.float64)
+    idx = torch.tensor([0, 7, 8, 31])
+    for _ in range(2):                                   # the second call reuses the workspace buffer
+        assert torch.allclose(fused(th), generic(th), atol=1e-12)
+        assert torch.allclose(fused.last_outputs, generic.last_outputs, atol=1e-12)
+        assert torch.allclose(fused.component_grad(th, idx), generic.component_grad(th, idx), atol=1e-12)
+    # the workspace does not leak into results the caller keeps
+    g1 = fused(th).clone()
+    fused(th + 1.0)
+    assert torch.allclose(g1, generic(th), atol=1e-12)
+
+
 def test_mean_field_net_forward_and_shapes():
     net = MeanFieldNet(3, output_weight=True, scale=1.5)
     assert net.particle_dim == 5
