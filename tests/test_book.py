@@ -66,6 +66,7 @@ def test_chapter_conventions(path):
     text = "\n".join(_src(c) for c in cells if c["cell_type"] == "markdown")
     assert "{prf:" in text or path.stem == "00_core", "the result is stated as a prf directive"
     assert "{exercise}" in text and "{solution}" in text, "exercises with solutions"
+    assert "{bibliography}" not in text, "one bibliography for the book (book/references.md): cite, do not repeat it"
 
 
 def test_cited_keys_exist():
