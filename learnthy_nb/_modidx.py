@@ -241,4 +241,8 @@ d = { 'settings': { 'branch': 'main',
                                          'learnthy_nb.transformer.sinusoidal_encoding': ( 'transformer.html#sinusoidal_encoding',
                                                                                           'learnthy_nb/transformer.py'),
                                          'learnthy_nb.transformer.window_mask': ( 'transformer.html#window_mask',
-                                                                                  'learnthy_nb/transformer.py')}}}
+                                                                                  'learnthy_nb/transformer.py')},
+            'learnthy_nb.transformer_beyond': { 'learnthy_nb.transformer_beyond.kernel_ridge_excess_risk': ( 'transformer_beyond.html#kernel_ridge_excess_risk',
+                                                                                                             'learnthy_nb/transformer_beyond.py'),
+                                                'learnthy_nb.transformer_beyond.matched_mlp_width': ( 'transformer_beyond.html#matched_mlp_width',
+                                                                                                      'learnthy_nb/transformer_beyond.py')}}}

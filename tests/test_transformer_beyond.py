@@ -1,0 +1,70 @@
+"""Tests of learnthy_nb.transformer_beyond: parameter-matched MLP width, kernel ridge baseline, errors."""
+import pytest
+import torch
+
+from learnthy_nb.transformer import FlatMLP, TokenSelectionTask, n_parameters
+from learnthy_nb.transformer_beyond import kernel_ridge_excess_risk, matched_mlp_width
+
+
+@pytest.mark.parametrize("L,k,budget,depth", [(8, 4, 9000, 2), (128, 64, 9000, 2), (32, 4, 5000, 2),
+                                              (8, 4, 2000, 1), (16, 8, 20000, 3), (1, 1, 10, 2)])
+def test_matched_width_is_the_largest_that_fits(L, k, budget, depth):
+    w = matched_mlp_width(L, k, budget, depth)
+    assert w >= 1
+    assert n_parameters(FlatMLP(L, k, w, depth)) <= budget or w == 1
+    assert n_parameters(FlatMLP(L, k, w + 1, depth)) > budget
+
+
+def test_matched_width_shrinks_with_input_dimension():
+    widths = [matched_mlp_width(8, k, 10_000) for k in (4, 16, 64)]
+    assert widths[0] > widths[1] > widths[2]
+
+
+@pytest.mark.parametrize("kw,name", [(dict(L=0, k=4, budget=100), "L"), (dict(L=4, k=0, budget=100), "k"),
+                                     (dict(L=4, k=4, budget=0), "budget"),
+                                     (dict(L=4, k=4, budget=100, depth=0), "depth")])
+def test_matched_width_errors(kw, name):
+    with pytest.raises(ValueError, match=name):
+        matched_mlp_width(**kw)
+
+
+def _var_f(task):
+    X, _ = task.sample(20_000, torch.Generator().manual_seed(1))
+    return float(task.regression_function(X).var())
+
+
+def test_kernel_ridge_learns_a_low_dimensional_target():
+    task = TokenSelectionTask(L=1, k=2, smoothness=1.0, noise_std=0.1)
+    X, y = task.sample(400, torch.Generator().manual_seed(0))
+    risk = kernel_ridge_excess_risk(task, X, y, n_test=2000)
+    assert risk < 0.1 * _var_f(task)
+    # deterministic given the test generator
+    again = kernel_ridge_excess_risk(task, X, y, n_test=2000, generator=torch.Generator().manual_seed(task.seed + 10_007))
+    assert risk == again
+
+
+def test_kernel_ridge_fails_on_a_long_window():
+    # The same kind of target read out of L = 32 tokens of dimension 4: the flattened input has 128
+    # coordinates and 300 samples leave the kernel near the constant predictor.
+    task = TokenSelectionTask(L=32, k=4, smoothness=1.0, noise_std=0.1, key_gap=0.1)
+    X, y = task.sample(300, torch.Generator().manual_seed(0))
+    assert kernel_ridge_excess_risk(task, X, y, n_test=1000) > 0.5 * _var_f(task)
+
+
+def test_kernel_ridge_errors():
+    task = TokenSelectionTask(L=2, k=3, smoothness=1.0, noise_std=0.1)
+    X, y = task.sample(50, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="X"):
+        kernel_ridge_excess_risk(task, X[0], y, n_test=10)
+    with pytest.raises(ValueError, match="X"):
+        kernel_ridge_excess_risk(task, X[:, :, :2], y, n_test=10)
+    with pytest.raises(ValueError, match="y"):
+        kernel_ridge_excess_risk(task, X, y[:-1], n_test=10)
+    with pytest.raises(ValueError, match="n_test"):
+        kernel_ridge_excess_risk(task, X, y, n_test=0)
+    with pytest.raises(ValueError, match="alphas"):
+        kernel_ridge_excess_risk(task, X, y, n_test=10, alphas=())
+    with pytest.raises(ValueError, match="alphas"):
+        kernel_ridge_excess_risk(task, X, y, n_test=10, alphas=(0.1, -1.0))
+    with pytest.raises(ValueError, match="n"):
+        kernel_ridge_excess_risk(task, X[:5], y[:5], n_test=10)
