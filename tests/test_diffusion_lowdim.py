@@ -1,0 +1,63 @@
+"""Unit tests of learnthy_nb.diffusion_lowdim (a few seconds)."""
+import pytest
+import torch
+
+from learnthy_nb.diffusion import GaussianMixture, LacunaryDensity, ou_mean_std
+from learnthy_nb.diffusion_lowdim import embed_on_axis, quadrature_score_1d
+
+
+@pytest.mark.parametrize("t", [1e-4, 1e-2, 0.5, 3.0])
+def test_quadrature_score_matches_mixture_closed_form(t):
+    gm = GaussianMixture(torch.tensor([[-0.5], [0.2], [0.6]]), 0.08, torch.tensor([0.2, 0.5, 0.3]))
+    y = gm.sample(400, torch.Generator().manual_seed(1))
+    m, s = (float(v) for v in ou_mean_std(torch.tensor(t, dtype=torch.float64)))
+    y = m * y + s * torch.randn(400, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    got, want = quadrature_score_1d(gm, y, t, grid_size=4096), gm.score(y, t)
+    assert got.shape == (400, 1)
+    assert torch.allclose(got, want, atol=1e-7 * (1 + want.abs().max()))
+
+
+def test_quadrature_score_of_lacunary_density_converges_and_is_bounded():
+    dens = LacunaryDensity(0.5)
+    t = 1e-3
+    m, s = (float(v) for v in ou_mean_std(torch.tensor(t, dtype=torch.float64)))
+    y = m * dens.sample(300, torch.Generator().manual_seed(0)) + s * torch.randn(
+        300, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # the midpoint rule converges at second order (p_0 jumps to 0 at the ends of the support, so not faster)
+    q = {g: quadrature_score_1d(dens, y, t, grid_size=2**g) for g in (12, 13, 16)}
+    e12, e13 = (float((q[g] - q[16]).abs().max()) for g in (12, 13))
+    assert 3 < e12 / e13 < 5
+    assert e13 < 1e-5 * float(q[16].abs().max())
+    # score = (m E[x0 | y] - y) / sigma^2 with |x0| <= 1, so |score + y / sigma^2| <= m / sigma^2
+    for t in (1e-3, 0.3, 4.0):
+        m, s = (float(v) for v in ou_mean_std(torch.tensor(t, dtype=torch.float64)))
+        yy = torch.linspace(-3, 3, 101, dtype=torch.float64)
+        sc = quadrature_score_1d(dens, yy, t)[:, 0]
+        assert bool(((sc + yy / s**2).abs() <= m / s**2 + 1e-9).all())
+
+
+def test_embed_on_axis():
+    u = torch.tensor([0.5, -0.25])
+    x = embed_on_axis(u, 3)
+    assert x.tolist() == [[0.5, 0.0, 0.0], [-0.25, 0.0, 0.0]]
+    assert embed_on_axis(u[:, None], 1).shape == (2, 1)
+
+
+def test_value_errors():
+    dens = LacunaryDensity(1.0)
+    with pytest.raises(ValueError, match="1-D density"):
+        quadrature_score_1d(LacunaryDensity(1.0, d=2), torch.zeros(3), 0.1)
+    with pytest.raises(ValueError, match="y must be a tensor"):
+        quadrature_score_1d(dens, torch.zeros(3, 2), 0.1)
+    with pytest.raises(ValueError, match="NaN"):
+        quadrature_score_1d(dens, torch.tensor([float("nan")]), 0.1)
+    with pytest.raises(ValueError, match="t must be"):
+        quadrature_score_1d(dens, torch.zeros(3), 0.0)
+    with pytest.raises(ValueError, match="grid_size"):
+        quadrature_score_1d(dens, torch.zeros(3), 0.1, grid_size=4)
+    with pytest.raises(ValueError, match="dim"):
+        embed_on_axis(torch.zeros(3), 0)
+    with pytest.raises(ValueError, match="u must be"):
+        embed_on_axis(torch.zeros(3, 2), 4)
+    with pytest.raises(ValueError, match="NaN"):
+        embed_on_axis(torch.tensor([float("inf")]), 4)
