@@ -10,15 +10,6 @@ from learnthy_nb.diffusion import (GaussianMixture, LacunaryDensity, ScoreNet, d
                                    w1_1d, w1_pot)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On this shared 2-core machine torch's 2-thread kernels are >10x slower than 1 thread under load.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class Uniform:
     """U[low, high] in d = 1, for closed-form metric checks."""
     d = 1

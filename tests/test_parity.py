@@ -12,15 +12,6 @@ from learnthy_nb.parity import (ParityMFLDModel, kernel_ridge_error, mfld_parity
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: the shared 2-core test machine is much slower with two under load; restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_parity_labels_are_the_product_and_balanced():
     n, d, k = 20000, 12, 3
     Z, y = sparse_parity(n, d, k, generator=torch.Generator().manual_seed(0), device=CPU)

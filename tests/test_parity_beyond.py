@@ -12,14 +12,6 @@ from learnthy_nb.parity_beyond import fit_exponential_decay, lazy_gradients, tra
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_exponential_fit_recovers_slope_and_covers_it_under_noise():
     x = np.linspace(0.1, 1.0, 8)
     exact = fit_exponential_decay(x, 0.3 * np.exp(-5 * x))
