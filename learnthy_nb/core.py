@@ -171,6 +171,29 @@ def fit_power_law(x: Any, y: Any, n_boot: int = 1000, seed: int = 0, level: floa
     return PowerLawFit(float(slope), float(np.exp(intercept)), float(lo), float(hi), float(level), int(lx.size))
 
 # %% ../nbs/00_core.ipynb #c019
+def _minor_log_formatter(axis):
+    """Labels for the minor ticks of a log axis that never crowd each other.
+
+    Matplotlib labels minor ticks once an axis spans under a decade (mantissas 2, 3, 4, 6), and on a short
+    x-axis those labels overlap. This formatter labels none when the view spans >= 1.3 decades, the mantissas
+    2 and 5 for 0.5 to 1.3 decades, and 2, 3, 5, 7 below that, read from the view at draw time.
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    def label(value: float, pos=None) -> str:
+        lo, hi = sorted(axis.get_view_interval())
+        if not (lo > 0 and value > 0):
+            return ""
+        decades = np.log10(hi / lo)
+        exponent = int(np.floor(np.log10(value) + 1e-9))
+        mantissa = round(value / 10.0 ** exponent, 6)
+        keep = () if decades >= 1.3 else ((2.0, 5.0) if decades >= 0.5 else (2.0, 3.0, 5.0, 7.0))
+        if mantissa not in keep:
+            return ""
+        return f"$\\mathdefault{{{mantissa:g}\\times10^{{{exponent}}}}}$"
+    return FuncFormatter(label)
+
+
 def plot_rate(ax, x: Any, y: Any, yerr: Any = None, theory_exponent: Optional[float] = None,
               label: Optional[str] = None, fit: Optional[PowerLawFit] = None, color: Optional[str] = None,
               marker: str = "o"):
@@ -202,6 +225,8 @@ def plot_rate(ax, x: Any, y: Any, yerr: Any = None, theory_exponent: Optional[fl
                 label=f"theory: slope {theory_exponent:.2f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):          # minor labels on short log axes must not overlap
+        axis.set_minor_formatter(_minor_log_formatter(axis))
     return ax
 
 # %% ../nbs/00_core.ipynb #c021

@@ -112,6 +112,25 @@ def test_plot_rate_draws_points_theory_and_fit():
     plt.close(fig)
 
 
+@pytest.mark.parametrize("lo,hi,expected", [
+    (300, 2000, {2.0, 5.0}),          # under 1.3 decades: the mantissas 2 and 5 only (matplotlib: 2, 3, 4, 6)
+    (30, 60, {2.0, 3.0, 5.0, 7.0}),   # under half a decade: a few more
+    (10, 1e4, set()),                 # several decades: the decade labels suffice
+])
+def test_plot_rate_minor_labels_are_sparse(lo, hi, expected):
+    fig, ax = plt.subplots()
+    x = np.geomspace(lo, hi, 5)
+    plot_rate(ax, x, x ** -0.5)
+    ax.set_xlim(lo, hi)
+    fig.canvas.draw()
+    fmt = ax.xaxis.get_minor_formatter()
+    ticks = [t for t in ax.xaxis.get_minorticklocs() if lo <= t <= hi]
+    labelled = {round(t / 10 ** np.floor(np.log10(t) + 1e-9), 6) for t in ticks if fmt(t)}
+    assert labelled == expected & {round(t / 10 ** np.floor(np.log10(t) + 1e-9), 6) for t in ticks}
+    assert labelled or not expected
+    plt.close(fig)
+
+
 def test_plot_rate_rejects_nonpositive():
     fig, ax = plt.subplots()
     with pytest.raises(ValueError, match="positive"):
