@@ -14,8 +14,9 @@ from .core import check_finite, check_range, get_device, progress, DivergenceErr
 Tensor = torch.Tensor
 
 # %% auto #0
-__all__ = ['Tensor', 'ou_mean_std', 'LacunaryDensity', 'GaussianMixture', 'tv_binned', 'w1_1d', 'w1_pot', 'kde_tv', 'ScoreNet',
-           'dsm_loss', 'train_score_model', 'reflect_into', 'time_grid', 'sample', 'ode_density_1d', 'tv_density_1d']
+__all__ = ['Tensor', 'ou_mean_std', 'LacunaryDensity', 'GaussianMixture', 'tv_binned', 'w1_1d', 'w1_pot', 'kde_tv',
+           'histogram_tv', 'histogram_sample', 'ScoreNet', 'dsm_loss', 'train_score_model', 'reflect_into', 'time_grid',
+           'sample', 'ode_density_1d', 'tv_density_1d', 'sde_density_1d']
 
 # %% ../nbs/10_diffusion.ipynb #c006
 def ou_mean_std(t) -> tuple[Tensor, Tensor]:
@@ -293,6 +294,60 @@ def kde_tv(x0: Tensor, density, bandwidth: float, grid_size: int = 4096, reflect
     cell = ((hi - lo) / per_axis) ** d
     return float(0.5 * (p_hat - p).abs().sum() * cell)
 
+# %% ../nbs/10_diffusion.ipynb #c10hist1
+def _histogram_counts(x0: Tensor, bins: int, low: float, high: float) -> Tensor:
+    """Bin probabilities of the equal-bin histogram of x0 [n, d] on [low, high]^d: [bins]*d (float64)."""
+    n, d = x0.shape
+    idx = ((x0 - low) / (high - low) * bins).long().clamp_(0, bins - 1)
+    flat = torch.zeros(n, dtype=torch.long)
+    for k in range(d):
+        flat = flat * bins + idx[:, k].cpu()
+    return (torch.bincount(flat, minlength=bins**d).to(torch.float64) / n).reshape([bins] * d)
+
+
+def histogram_tv(x0: Tensor, density, bins: int, sub: int = 64) -> float:
+    r"""Exact TV between the histogram estimator of x0 [n, d] and `density` (d <= 2).
+
+    The histogram has `bins` equal bins per axis whose outer edges are the faces of density.support^d (so no
+    mass falls outside, the "boundary bins"): p_hat(x) = N_j / (n |B_j|) on bin B_j. TV = 1/2 int |p_hat - p|,
+    by the midpoint rule with `sub` points per bin and axis. Its classical L1 rate, with bin width
+    h ~ n^{-1/(2s+d)}, is n^{-s/(2s+d)} for s <= 1 (bias h^s, variance (n h^d)^{-1/2}); it cannot use s > 1.
+    """
+    d = density.d
+    x0 = _check_points(x0, d, "x0").to(torch.float64)
+    bins = int(check_range("bins", bins, 1, None, integer=True))
+    sub = int(check_range("sub", sub, 1, None, integer=True))
+    if d > 2:
+        raise ValueError(f"histogram_tv supports d <= 2; got d = {d}")
+    lo, hi = density.support
+    if bool((x0 < lo).any()) or bool((x0 > hi).any()):
+        raise ValueError(f"x0 must lie in the support [{lo}, {hi}]^{d} of the density")
+    cell = (hi - lo) / bins
+    p_hat = _histogram_counts(x0, bins, lo, hi) / cell**d                       # [bins]*d, density values
+    g = lo + (torch.arange(bins * sub, dtype=torch.float64) + 0.5) * (hi - lo) / (bins * sub)
+    mesh = torch.stack(torch.meshgrid(*([g] * d), indexing="ij"), -1)
+    p = density.pdf(mesh)                                                       # [bins*sub]*d
+    for k in range(d):
+        p_hat = p_hat.repeat_interleave(sub, dim=k)
+    return float(0.5 * (p_hat - p).abs().sum() * (cell / sub) ** d)
+
+
+def histogram_sample(x0: Tensor, bins: int, n_samples: int, low: float = -1.0, high: float = 1.0,
+                     generator: Optional[torch.Generator] = None) -> Tensor:
+    """n_samples draws [n_samples, d] (float64) from the histogram estimator of x0 [n, d] on [low, high]^d:
+    a bin with probability N_j / n, then a uniform point in it."""
+    if not torch.is_tensor(x0) or x0.ndim != 2:
+        raise ValueError("x0 must be a tensor of shape [n, d]")
+    x0 = _check_points(x0, x0.shape[1], "x0").to(torch.float64)
+    bins = int(check_range("bins", bins, 1, None, integer=True))
+    n_samples = int(check_range("n_samples", n_samples, 1, None, integer=True))
+    d = x0.shape[1]
+    probs = _histogram_counts(x0, bins, low, high).reshape(-1)
+    flat = torch.multinomial(probs, n_samples, replacement=True, generator=generator)
+    idx = torch.stack([(flat // bins**(d - 1 - k)) % bins for k in range(d)], -1).to(torch.float64)
+    u = torch.rand(n_samples, d, generator=generator, dtype=torch.float64)
+    return low + (idx + u) * (high - low) / bins
+
 # %% ../nbs/10_diffusion.ipynb #c020
 class ScoreNet(torch.nn.Module):
     r"""`n_models` independent MLP score models evaluated as one batched computation.
@@ -302,10 +357,13 @@ class ScoreNet(torch.nn.Module):
     The network predicts the noise eps_hat(x, t); its output is clipped softly to |eps_hat| <= clip
     (clip ~ sqrt(log n), the paper's bound on the score times sigma_t), and the score is -eps_hat / sigma_t.
     Weights are [B, fan_in, fan_out] so one `torch.baddbmm` evaluates all B models.
+    skip=True adds a learned linear path eps_hat += (x / sigma_t) W, W [B, d, d] (zero at initialisation): for
+    data on a subspace the normal part of the noise is exactly y_perp / sigma_t, which this path can represent.
     """
 
     def __init__(self, n_models: int, d: int, width: int = 64, depth: int = 2, n_freq: int = 24,
-                 clip: Union[float, Sequence[float]] = 4.0, generator: Optional[torch.Generator] = None):
+                 clip: Union[float, Sequence[float]] = 4.0, generator: Optional[torch.Generator] = None,
+                 skip: bool = False):
         super().__init__()
         self.n_models, self.dim, self.n_freq = n_models, d, n_freq
         self.register_buffer("freqs", math.pi * torch.arange(1, n_freq + 1, dtype=torch.float32))
@@ -318,6 +376,7 @@ class ScoreNet(torch.nn.Module):
             scale = (1.0 if i < len(sizes) - 2 else 0.1) / math.sqrt(a)
             self.weights.append(torch.nn.Parameter(scale * torch.randn(n_models, a, b, generator=generator)))
             self.biases.append(torch.nn.Parameter(torch.zeros(n_models, 1, b)))
+        self.skip_weight = torch.nn.Parameter(torch.zeros(n_models, d, d)) if skip else None
 
     def features(self, x: Tensor, t: Tensor) -> Tensor:
         """x [B, N, d], t [B, N] -> [B, N, n_in]."""
@@ -333,6 +392,8 @@ class ScoreNet(torch.nn.Module):
             h = torch.baddbmm(b, h, w)
             if i < last:
                 h = torch.nn.functional.silu(h)
+        if self.skip_weight is not None:
+            h = h + torch.bmm(x / ou_mean_std(t)[1][..., None], self.skip_weight)
         return self.clip * torch.tanh(h / self.clip)
 
     def forward(self, x: Tensor, t) -> Tensor:
@@ -392,7 +453,8 @@ def dsm_loss(model: ScoreNet, x0: Tensor, t: Tensor, z: Tensor) -> Tensor:
 
 def train_score_model(x0, t_min, t_max, *, steps: int, batch_size: int, lr: float,
                       generator: Optional[torch.Generator] = None, device=None, width: int = 64,
-                      depth: int = 2, n_freq: int = 24, clip=None, quiet: Optional[bool] = None) -> ScoreNet:
+                      depth: int = 2, n_freq: int = 24, clip=None, skip: bool = False,
+                      quiet: Optional[bool] = None) -> ScoreNet:
     r"""Fit eps_hat by denoising score matching on the OU process; one network per data set, trained jointly.
 
     x0: tensor [n, d], or a sequence of B tensors [n_b, d] (different n allowed): B independent models,
@@ -400,7 +462,8 @@ def train_score_model(x0, t_min, t_max, *, steps: int, batch_size: int, lr: floa
     Each step draws, per model, `batch_size` data points (with replacement), t log-uniform on
     [t_min, t_max] and z ~ N(0, I), and takes an Adam step on the sum over models of `dsm_loss`
     (the models share no parameters, so this is B independent trainings). The learning rate decays by a
-    cosine schedule. `clip` defaults to 2 sqrt(log n_b) + 1. Returns the trained `ScoreNet` (eval mode).
+    cosine schedule. `clip` defaults to 2 sqrt(log n_b) + 1; `skip` adds the linear path of `ScoreNet`.
+    Returns the trained `ScoreNet` (eval mode).
     Raises DivergenceError if the loss becomes non-finite.
     """
     xs = _as_batch(x0)
@@ -416,7 +479,7 @@ def train_score_model(x0, t_min, t_max, *, steps: int, batch_size: int, lr: floa
     if clip is None:
         clip = (2 * torch.sqrt(torch.log(ns)) + 1).tolist()
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    model = ScoreNet(n_models, d, width, depth, n_freq, clip, generator=gen).to(device)
+    model = ScoreNet(n_models, d, width, depth, n_freq, clip, generator=gen, skip=skip).to(device)
     data = torch.zeros(n_models, int(ns.max()), d, dtype=torch.float32)
     for b, x in enumerate(xs):
         data[b, : x.shape[0]] = x.to(torch.float32)
@@ -580,3 +643,54 @@ def tv_density_1d(grid: Tensor, q: Tensor, density) -> Tensor:
     """1/2 int |q - p| on a uniform midpoint grid [G] of the support; q: [..., G] -> [...] (float64)."""
     p = density.pdf(grid[:, None])
     return 0.5 * (q - p).abs().sum(-1) * float(grid[1] - grid[0])
+
+# %% ../nbs/10_diffusion.ipynb #c10sde1
+@torch.no_grad()
+def sde_density_1d(score_model, t_min, t_max, *, n_steps: int, cells: int = 2048, low: float = -1.0,
+                   high: float = 1.0, reach: float = 6.0) -> tuple[Tensor, Tensor]:
+    r"""The law of the discretised reverse SDE (`sample`, d = 1), propagated on a grid: TV without Monte Carlo.
+
+    One exponential-integrator step is Y' = f(Y) + nu xi with f(y) = e^h y + 2 sigma_k (e^h sigma_k - sigma_{k+1})
+    s(y, t_k) and nu = sqrt(e^{2h} - 1), so the law of Y' is the push-forward of the law of Y by f, convolved
+    with N(0, nu^2). We hold the law as masses on cells of width (high - low) / `cells` covering
+    [-reach, reach] (aligned with [low, high]), start from N(0, 1) at t_max, move each cell's mass to f(centre)
+    and split it linearly between the two nearest cell centres, then convolve with the Gaussian by FFT. At the
+    end the mass is folded into [low, high] by reflection, as the samples are. Returns (cell midpoints of
+    [low, high] [cells], density [B, cells], float64); mass that leaves [-reach, reach] is clamped to the ends.
+    """
+    if getattr(score_model, "dim", None) != 1:
+        raise ValueError("sde_density_1d needs a score model of a 1-D distribution (dim = 1)")
+    cells = int(check_range("cells", cells, 2, None, integer=True))
+    n_steps = int(check_range("n_steps", n_steps, 1, None, integer=True))
+    if not high > low:
+        raise ValueError(f"need low < high; got low={low}, high={high}")
+    _, n_steps, n_models, _, grid_t, device, dtype = _sampler_args(score_model, 1, t_min, t_max, n_steps)
+    width = (high - low) / cells
+    k_lo = math.floor((-reach - low) / width)
+    k_hi = math.ceil((reach - low) / width)
+    centres = low + width * (torch.arange(k_lo, k_hi, dtype=torch.float64) + 0.5)            # [G]
+    G = centres.numel()
+    mass = torch.exp(-0.5 * centres**2)
+    mass = (mass / mass.sum()).expand(n_models, G).clone()                                   # [B, G]
+    x_in = centres.to(device=device, dtype=dtype)[None, :, None].expand(n_models, G, 1).contiguous()
+    offsets = torch.fft.rfftfreq(2 * G, d=width, dtype=torch.float64)                        # for the Gaussian FFT
+    rows = torch.arange(n_models)[:, None] * G
+    for k in range(n_steps):
+        tk, eh, coef, noise_std = _step_scalars(grid_t, k, device, dtype)
+        f = (eh * x_in + 2 * coef * score_model(x_in, tk))[..., 0].double().cpu()           # [B, G]
+        pos = ((f - centres[0]) / width).clamp(0, G - 1)
+        i0 = pos.floor().long().clamp(max=G - 2)
+        w1 = pos - i0
+        new = torch.zeros(n_models * G, dtype=torch.float64)
+        new.index_add_(0, (rows + i0).reshape(-1), (mass * (1 - w1)).reshape(-1))
+        new.index_add_(0, (rows + i0 + 1).reshape(-1), (mass * w1).reshape(-1))
+        nu = noise_std.reshape(-1).double().cpu()                                            # [B]
+        spec = torch.fft.rfft(new.reshape(n_models, G), n=2 * G)
+        spec = spec * torch.exp(-2 * (math.pi * offsets[None] * nu[:, None]) ** 2)           # N(0, nu^2) kernel
+        mass = torch.fft.irfft(spec, n=2 * G)[:, :G].clamp_min(0)
+        mass = mass / mass.sum(-1, keepdim=True)
+    check_finite(mass, "propagated SDE law")
+    idx = ((reflect_into(centres, low, high) - low) / width).floor().long().clamp_(0, cells - 1)
+    folded = torch.zeros(n_models, cells, dtype=torch.float64).index_add_(1, idx, mass)
+    grid = low + (torch.arange(cells, dtype=torch.float64) + 0.5) * width
+    return grid, folded / width

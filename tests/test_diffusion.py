@@ -1,13 +1,15 @@
 """Unit tests of learnthy_nb.diffusion (quick sizes; about a minute on 2 shared CPU cores)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from learnthy_nb.core import DivergenceError
-from learnthy_nb.diffusion import (GaussianMixture, LacunaryDensity, ScoreNet, dsm_loss, kde_tv, ode_density_1d,
-                                   ou_mean_std, reflect_into, sample, time_grid, train_score_model, tv_binned,
-                                   w1_1d, w1_pot)
+from learnthy_nb.diffusion import (GaussianMixture, LacunaryDensity, ScoreNet, dsm_loss, histogram_sample,
+                                   histogram_tv, kde_tv, ode_density_1d, ou_mean_std, reflect_into, sample,
+                                   sde_density_1d, time_grid, train_score_model, tv_binned, tv_density_1d, w1_1d,
+                                   w1_pot)
 
 
 class Uniform:
@@ -151,6 +153,58 @@ def test_empirical_score_sampler_is_gaussian_kde():
     assert w1_1d(y, kde) < 2 * floor + 0.01
 
 
+def test_sde_density_converges_to_kde_with_empirical_score():
+    # With the exact empirical score the reverse SDE's law at t_lo is the Gaussian KDE with bandwidth sigma(t_lo)
+    # (up to the discretisation error); the grid propagation must reproduce it, better with more steps, and
+    # must not match the KDE of twice the bandwidth.
+    x = LacunaryDensity(1.0).sample(100, torch.Generator().manual_seed(5))
+    emp = GaussianMixture(x, 0.0)
+    bw = 0.08
+    t_lo = -0.5 * math.log1p(-bw**2)
+    m = float(ou_mean_std(torch.tensor(t_lo))[0])
+    tvs = {}
+    for n_steps in (20, 80):
+        grid, q = sde_density_1d(emp, t_lo, 4.0, n_steps=n_steps, low=-2.0, high=2.0, cells=800)
+        assert abs(float(q.sum() * (grid[1] - grid[0])) - 1) < 1e-9               # a probability density
+        tvs[n_steps] = float(0.5 * (q[0] - GaussianMixture(m * x, bw).pdf(grid[:, None])).abs().sum() * (grid[1] - grid[0]))
+    wrong = float(0.5 * (q[0] - GaussianMixture(m * x, 2 * bw).pdf(grid[:, None])).abs().sum() * (grid[1] - grid[0]))
+    assert tvs[80] < 0.5 * tvs[20] and tvs[80] < 0.01 < wrong      # wrong is about 0.07
+
+
+def test_sde_density_agrees_with_samples():
+    # the grid law and Monte-Carlo samples of the same sampler give the same bin probabilities (within MC noise)
+    gm = GaussianMixture(torch.tensor([[-0.5], [0.4]]), 0.2, torch.tensor([0.4, 0.6]))
+    grid, q = sde_density_1d(gm, 1e-2, 3.0, n_steps=30, low=-2.0, high=2.0, cells=800)
+    y = sample(gm, 100_000, 1e-2, 3.0, n_steps=30, generator=torch.Generator().manual_seed(0))
+    freq = torch.histc(reflect_into(y[:, 0].double(), -2.0, 2.0), bins=8, min=-2, max=2) / 100_000
+    probs = (q[0] * (grid[1] - grid[0])).reshape(8, 100).sum(-1)
+    assert float((freq - probs).abs().max()) < 0.006                               # ~ 4 standard errors
+
+
+def test_histogram_tv_closed_forms_and_rate_direction():
+    u = Uniform()
+    centres = (torch.arange(8, dtype=torch.float64)[:, None] + 0.5) / 4 - 1
+    assert histogram_tv(centres, u, 8) < 1e-12
+    left = -torch.rand(40, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert abs(histogram_tv(left, u, 2) - 0.5) < 1e-12
+    assert abs(histogram_tv(left, u, 1) - 0.0) < 1e-12                              # one bin = the uniform itself
+    dens = LacunaryDensity(1.0)
+    g = torch.Generator().manual_seed(1)
+    small, large = (np.mean([histogram_tv(dens.sample(n, g), dens, b) for _ in range(3)]) for n, b in ((200, 8), (20_000, 40)))
+    assert large < 0.5 * small
+    x2 = LacunaryDensity(1.0, d=2).sample(50, g)
+    assert 0 < histogram_tv(x2, LacunaryDensity(1.0, d=2), 4) < 1
+
+
+def test_histogram_sample_follows_bins():
+    x = torch.tensor([[-0.9, -0.9], [-0.9, -0.9], [0.6, 0.1]], dtype=torch.float64)
+    y = histogram_sample(x, 4, 30_000, generator=torch.Generator().manual_seed(0))
+    assert y.shape == (30_000, 2) and bool(((y >= -1) & (y <= 1)).all())
+    in_first = ((y[:, 0] < -0.5) & (y[:, 1] < -0.5)).double().mean()
+    in_other = ((y[:, 0] >= 0.5) & (y[:, 1] >= 0.0) & (y[:, 1] < 0.5)).double().mean()
+    assert abs(float(in_first) - 2 / 3) < 0.02 and abs(float(in_other) - 1 / 3) < 0.02
+
+
 def test_time_grid_geometric():
     g = time_grid(1e-3, 1.0, 3)
     assert torch.allclose(g, torch.tensor([1.0, 0.1, 0.01, 1e-3], dtype=torch.float64))
@@ -291,3 +345,21 @@ def test_value_errors():
         GaussianMixture(torch.zeros(2, 1), 1.0, torch.tensor([0.5, 0.6]))
     with pytest.raises(ValueError, match="std"):
         GaussianMixture(torch.zeros(2, 1), -1.0)
+    with pytest.raises(ValueError, match="bins"):
+        histogram_tv(torch.zeros(3, 1), dens, 0)
+    with pytest.raises(ValueError, match="x0 must lie in the support"):
+        histogram_tv(torch.tensor([[1.5]]), dens, 4)
+    with pytest.raises(ValueError, match="x0 must have shape"):
+        histogram_tv(torch.zeros(3, 2), dens, 4)
+    with pytest.raises(ValueError, match="n_samples"):
+        histogram_sample(torch.zeros(3, 1), 4, 0)
+    with pytest.raises(ValueError, match="x0 must be a tensor"):
+        histogram_sample(torch.zeros(3), 4, 10)
+    with pytest.raises(ValueError, match="dim = 1"):
+        sde_density_1d(GaussianMixture(torch.zeros(1, 2), 1.0), 0.1, 1.0, n_steps=3)
+    with pytest.raises(ValueError, match="t_min must be < t_max"):
+        sde_density_1d(gm, 1.0, 0.5, n_steps=3)
+    with pytest.raises(ValueError, match="n_steps"):
+        sde_density_1d(gm, 0.1, 1.0, n_steps=0)
+    with pytest.raises(ValueError, match="low < high"):
+        sde_density_1d(gm, 0.1, 1.0, n_steps=3, low=1.0, high=-1.0)
