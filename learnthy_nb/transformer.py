@@ -305,10 +305,12 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
                  warmup: Optional[int] = None, val_fraction: float = 0.0, eval_every: int = 50) -> torch.Tensor:
     """Train M models of one architecture at once: `fit_regressor` for each, as one vmapped computation.
 
-    X [S, N, L, k], y [S, N]: S datasets; model m uses the first n_train[m] samples of dataset
-    data_index[m] (default m); of those, the last round(val_fraction n) are held out for early stopping.
-    Each model's loss is its own minibatch mean; their sum is minimised by one AdamW (element-wise, so the
-    M updates are exactly independent). Models are updated in place; returns the losses [steps, M].
+    X [S, N, L, k], y [S, N] (or [S, N, P] for a model with P outputs per sample, e.g. one per position of
+    a sequence-to-sequence map; the loss then averages over them): S datasets; model m uses the first
+    n_train[m] samples of dataset data_index[m] (default m); of those, the last round(val_fraction n) are
+    held out for early stopping. Each model's loss is its own minibatch mean; their sum is minimised by one
+    AdamW (element-wise, so the M updates are exactly independent). Models are updated in place; returns
+    the losses [steps, M].
     """
     from torch.func import functional_call, stack_module_state
     M = len(models)
@@ -316,8 +318,8 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
         raise ValueError("models must be a non-empty sequence")
     if not isinstance(X, torch.Tensor) or X.dim() != 4:
         raise ValueError(f"X must be a 4-D tensor [S, N, L, k], got {getattr(X, 'shape', type(X))}")
-    if not isinstance(y, torch.Tensor) or y.shape != X.shape[:2]:
-        raise ValueError(f"y must have shape [S, N] = {tuple(X.shape[:2])}, got {getattr(y, 'shape', type(y))}")
+    if not isinstance(y, torch.Tensor) or y.dim() not in (2, 3) or y.shape[:2] != X.shape[:2]:
+        raise ValueError(f"y must have shape [S, N] = {tuple(X.shape[:2])} or [S, N, P], got {getattr(y, 'shape', type(y))}")
     data_index = list(range(M)) if data_index is None else [int(i) for i in data_index]
     if len(n_train) != M or len(data_index) != M:
         raise ValueError(f"n_train and data_index must have one entry per model ({M})")
@@ -343,6 +345,7 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
         return (functional_call(base, (p, b), (xb,)) - yb) ** 2
 
     batched_err = torch.vmap(sq_err)
+    per_sample = lambda e: e.flatten(2).mean(2) if e.dim() > 2 else e     # [M, B(, P)] -> [M, B]
     opt = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
     n_all = torch.tensor([int(n) for n in n_train])
     n_val = (n_all * val_fraction).round().long().clamp(min=1 if val_fraction > 0 else 0)
@@ -361,7 +364,7 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
             group["lr"] = _lr_at(step, steps, lr, warmup)
         u = torch.rand(M, batch_size, generator=generator)
         idx = (u * n_fit[:, None]).long().to(device)               # [M, B], index < n_fit[m]
-        losses = batched_err(params, buffers, X[s_t, idx], y[s_t, idx]).mean(1)
+        losses = per_sample(batched_err(params, buffers, X[s_t, idx], y[s_t, idx])).mean(1)
         check_finite(losses.detach(), "training loss", step)
         opt.zero_grad()
         losses.sum().backward()
@@ -369,7 +372,7 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
         history[step] = losses.detach().cpu()
         if val_fraction > 0 and ((step + 1) % eval_every == 0 or step + 1 == steps):
             with torch.no_grad():
-                vl = (batched_err(params, buffers, X[s_t, val_idx], y[s_t, val_idx]) * val_w).sum(1)
+                vl = (per_sample(batched_err(params, buffers, X[s_t, val_idx], y[s_t, val_idx])) * val_w).sum(1)
                 better = vl < best_loss
                 best_loss = torch.where(better, vl, best_loss)
                 for k, v in params.items():

@@ -1,0 +1,231 @@
+"""Tests of learnthy_nb.transformer_seq: the seq-to-seq task, the sequence readout, the window MLP, the hand-set
+selector at every position, attention masses, multi-output training and the length curriculum."""
+import math
+
+import pytest
+import torch
+
+from learnthy_nb.transformer import SelectiveTransformer, TokenSelectionTask, excess_risk, fit_ensemble
+from learnthy_nb.transformer_seq import (SequenceReadout, SequenceSelectionTask, WindowMLP, fit_length_curriculum,
+                                         hand_set_second_selector, hand_set_selector, sequence_attention_mass,
+                                         sequence_excess_risk)
+
+
+def _task(**kw):
+    base = dict(L=4, T=10, k=3, smoothness=1.0, noise_std=0.3)
+    base.update(kw)
+    return SequenceSelectionTask(**base)
+
+
+def test_shapes_bayes_risk_and_gap_in_every_window():
+    task = _task(key_spacing=0.2)
+    X, y = task.sample(100_000, torch.Generator().manual_seed(0))
+    assert X.shape == (100_000, 10, 3) and y.shape == (100_000, 7) and task.P == 7
+    resid2 = (y - task.regression_function(X)) ** 2
+    se = resid2.std(dim=0) / math.sqrt(len(y))
+    assert torch.all((resid2.mean(dim=0) - task.bayes_risk).abs() < 4 * se)
+    keys = X[..., 0].sort(dim=1).values
+    assert float((keys[:, 1:] - keys[:, :-1]).min()) >= 0.2 - 1e-5
+    # without spacing some pairs of keys are closer than 0.2
+    X0, _ = _task(key_spacing=0.0).sample(1000, torch.Generator().manual_seed(0))
+    k0 = X0[..., 0].sort(dim=1).values
+    assert float((k0[:, 1:] - k0[:, :-1]).min()) < 0.2
+
+
+def test_ranked_index_and_second_term():
+    task = _task(second_weight=0.5, key_offset=2.0)
+    X, _ = task.sample(500, torch.Generator().manual_seed(1))
+    for rank in (0, 1):
+        idx = task.ranked_index(X, rank)
+        for p in range(task.P):
+            order = X[:, p:p + task.L, 0].argsort(dim=1, descending=True)
+            assert torch.equal(idx[:, p], order[:, rank] + p)
+    rows = torch.arange(500)[:, None]
+    expected = task.g(X[rows, task.ranked_index(X, 0), 1]) + 0.5 * task.g(X[rows, task.ranked_index(X, 1), 1])
+    torch.testing.assert_close(task.regression_function(X), expected)
+    offsets = X[..., 0].min(dim=1).values
+    assert float(offsets.max()) > 1.0                           # the common offset b ~ U[0, 2] moves the keys
+    assert torch.equal(task.important_index(X), task.ranked_index(X, 0))
+
+
+@pytest.mark.parametrize("kw,name", [(dict(L=0), "L"), (dict(T=3), "T"), (dict(k=1), "k"), (dict(smoothness=0.0), "smoothness"),
+                                     (dict(noise_std=-1.0), "noise_std"), (dict(key_spacing=-0.1), "key_spacing"),
+                                     (dict(key_offset=-1.0), "key_offset"), (dict(second_weight=-0.1), "second_weight"),
+                                     (dict(L=1, second_weight=0.5), "L")])
+def test_task_errors(kw, name):
+    with pytest.raises(ValueError, match=name):
+        _task(**kw)
+
+
+def test_task_input_errors():
+    task = _task()
+    X, _ = task.sample(4, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="3-D"):
+        task.ranked_index(X[0])
+    with pytest.raises(ValueError, match="T=10"):
+        task.ranked_index(X[:, :9])
+    with pytest.raises(ValueError, match="rank"):
+        task.ranked_index(X, 4)
+    with pytest.raises(ValueError, match="n"):
+        task.sample(0)
+
+
+def test_readout_shapes_and_shift_equivariance():
+    torch.manual_seed(0)
+    net = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=2, window=4, positional=False)
+    seq = SequenceReadout(net, L=4)
+    X = torch.rand(5, 12, 3)
+    out = seq(X)
+    assert out.shape == (5, 9)
+    torch.testing.assert_close(out, net.sequence(X)[:, 3:])
+    shifted = seq(torch.roll(X, 2, dims=1))
+    # two layers of width-4 windows see 7 tokens: outputs at t >= 2 + 6 are clear of the wrap-around
+    torch.testing.assert_close(shifted[:, 5:], out[:, 3:-2])
+    with pytest.raises(ValueError, match="SelectiveTransformer"):
+        SequenceReadout(torch.nn.Linear(3, 1), L=4)
+    with pytest.raises(ValueError, match="window"):
+        SequenceReadout(net, L=3)
+
+
+def test_window_mlp_applies_one_mlp_to_every_window():
+    torch.manual_seed(1)
+    mlp = WindowMLP(L=3, k=2, width=8)
+    X = torch.rand(4, 7, 2)
+    out = mlp(X)
+    assert out.shape == (4, 5)
+    for p in range(5):
+        torch.testing.assert_close(out[:, p], mlp.net(X[:, p:p + 3].flatten(1)).squeeze(-1).clamp(-3, 3))
+    with pytest.raises(ValueError, match="X"):
+        mlp(torch.rand(4, 2, 2))
+    with pytest.raises(ValueError, match="X"):
+        mlp(torch.rand(4, 7, 3))
+    with pytest.raises(ValueError, match="width"):
+        WindowMLP(L=3, k=2, width=0)
+
+
+def test_hand_set_selector_attains_bayes_risk_at_every_position():
+    task = _task(L=6, T=20, key_spacing=0.1)
+    sharp = SequenceReadout(hand_set_selector(k=3, window=6, g=task.g, beta=2000.0), L=6)
+    X, y = task.sample(50_000, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        resid2 = (sharp(X) - y) ** 2
+    se = float(resid2.std()) / math.sqrt(resid2.numel())
+    assert abs(float(resid2.mean()) - task.bayes_risk) < 4 * se
+    assert sequence_excess_risk(sharp, task, 5000) < 1e-6
+    mass = sequence_attention_mass(sharp.model, task, 2000)
+    assert mass.shape == (1,) and float(mass) > 0.999
+    assert float(sequence_attention_mass(sharp.model, task, 2000, rank=1)) < 1e-3
+    soft = SequenceReadout(hand_set_selector(k=3, window=6, g=task.g, beta=10.0), L=6)   # beta * delta / 2 = 0.5
+    assert sequence_excess_risk(soft, task, 5000) > 1e-3
+    assert float(sequence_attention_mass(soft.model, task, 2000)) < 0.9
+    with pytest.raises(ValueError, match="beta"):
+        hand_set_selector(k=3, window=6, g=task.g, beta=0.0)
+
+
+def test_excess_risk_checks_output_shape():
+    task = _task()
+    net = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=4, positional=False)
+    with pytest.raises(ValueError, match="P=7"):
+        sequence_excess_risk(net, task, 10)                     # forward returns [n], not [n, P]
+    with pytest.raises(ValueError, match="n_test"):
+        sequence_excess_risk(SequenceReadout(net, 4), task, 0)
+
+
+class _Last(torch.nn.Module):
+    def __init__(self, model, keepdim):
+        super().__init__()
+        self.model, self.keepdim = model, keepdim
+
+    def forward(self, X):
+        out = self.model(X)
+        return out[:, None] if self.keepdim else out
+
+
+def test_multi_output_training_matches_single_output_and_learns():
+    # y [S, N, 1] with a model returning [n, 1] trains exactly like y [S, N] with the model returning [n]
+    task = TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.3)
+    X, y = task.sample(256, torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    a = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=4)
+    b = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=4)
+    b.load_state_dict(a.state_dict())
+    kw = dict(steps=60, lr=3e-3, batch_size=32, val_fraction=0.25)
+    fit_ensemble([_Last(a, False)], X[None], y[None], [256], generator=torch.Generator().manual_seed(1), **kw)
+    fit_ensemble([_Last(b, True)], X[None], y[None, :, None], [256], generator=torch.Generator().manual_seed(1), **kw)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, msg=name)
+    # a sequence readout trained on all P outputs improves on its initialisation
+    seq_task = _task(L=4, T=8, k=2, noise_std=0.1, key_spacing=0.2)
+    Xs, ys = seq_task.sample(512, torch.Generator().manual_seed(4))
+    torch.manual_seed(1)
+    model = SequenceReadout(SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=4, positional=False), L=4)
+    before = sequence_excess_risk(model, seq_task, 1000)
+    fit_ensemble([model], Xs[None], ys[None], [512], steps=300, lr=3e-3, batch_size=32,
+                 generator=torch.Generator().manual_seed(5))
+    assert sequence_excess_risk(model, seq_task, 1000) < 0.5 * before
+    with pytest.raises(ValueError, match="y"):
+        fit_ensemble([model], Xs[None], ys[None, :, :, None], [512], steps=1, lr=1e-3, batch_size=4)
+
+
+def test_length_curriculum_carries_weights_to_long_windows():
+    short = TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.2)
+    long = TokenSelectionTask(L=16, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.2)
+    Xs, ys = short.sample(512, torch.Generator().manual_seed(6))
+    Xl, yl = long.sample(512, torch.Generator().manual_seed(7))
+    torch.manual_seed(2)
+    model = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=16, positional=False)
+    before = excess_risk(model, long, 1000)
+    fit_length_curriculum([model], (Xs[None], ys[None]), (Xl[None], yl[None]), [512], steps_short=200, steps_long=100,
+                          lr=3e-3, batch_size=64, generator=torch.Generator().manual_seed(8))
+    assert model.window == 16
+    assert excess_risk(model, long, 1000) < 0.5 * before
+
+
+def test_length_curriculum_errors():
+    X, y = torch.rand(1, 8, 4, 2), torch.rand(1, 8)
+    XL, yL = torch.rand(1, 8, 6, 2), torch.rand(1, 8)
+    pe = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=6, positional=True)
+    no_pe = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=6, positional=False)
+    kw = dict(steps_short=1, steps_long=1, lr=1e-3, batch_size=4)
+    with pytest.raises(ValueError, match="positional"):
+        fit_length_curriculum([pe], (X, y), (XL, yL), [8], **kw)
+    with pytest.raises(ValueError, match="models"):
+        fit_length_curriculum([], (X, y), (XL, yL), [8], **kw)
+    with pytest.raises(ValueError, match="short"):
+        fit_length_curriculum([no_pe], (XL, yL), (X, y), [8], **kw)
+    with pytest.raises(ValueError, match="4-D"):
+        fit_length_curriculum([no_pe], (X[0], y), (XL, yL), [8], **kw)
+    with pytest.raises(ValueError, match="steps_short"):
+        fit_length_curriculum([no_pe], (X, y), (XL, yL), [8], steps_short=0, steps_long=1, lr=1e-3, batch_size=4)
+
+
+
+def test_two_layers_can_select_the_second_ranked_token():
+    # The second half of the chapter's proposition: a two-layer transformer represents g(v_i1) + c g(v_i2).
+    task = _task(L=8, T=8, k=3, key_spacing=0.1, key_offset=1.0, second_weight=0.5)
+    model = hand_set_second_selector(task)
+    X, _ = task.sample(20_000, torch.Generator().manual_seed(9))
+    X = X.double()
+    with torch.no_grad():
+        pred = model(X)
+    err = float(((pred - task.regression_function(X).squeeze(-1)) ** 2).mean())
+    assert err < 1e-8, err
+    w2 = model.attention_weights()[-1][:, 0, -1, :]                        # layer 2, head 0, read-out row
+    i2 = task.ranked_index(X, 1)[:, 0]
+    assert float(w2[torch.arange(len(X)), i2].mean()) > 0.999
+    # without the penalty (lam = 0) head 0 selects the top token instead, and the target is missed
+    with torch.no_grad():
+        model.attn[1].q.weight[1, 3] = 0.0
+        err0 = float(((model(X) - task.regression_function(X).squeeze(-1)) ** 2).mean())
+    assert err0 > 1e-3
+
+
+def test_second_selector_errors():
+    with pytest.raises(ValueError, match="task"):
+        hand_set_second_selector(TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1))
+    with pytest.raises(ValueError, match="L"):
+        hand_set_second_selector(_task(L=1, T=4))
+    with pytest.raises(ValueError, match="beta"):
+        hand_set_second_selector(_task(), beta=0.0)
+    with pytest.raises(ValueError, match="K"):
+        hand_set_second_selector(_task(), K=1e4)                # exp(K key) would overflow float64
