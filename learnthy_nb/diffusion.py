@@ -247,17 +247,22 @@ def w1_1d(samples: Tensor, density, grid_size: int = 2**16) -> float:
     return float(torch.trapezoid((fm - density.cdf(g).cpu()).abs(), g))
 
 
-def w1_pot(x: Tensor, y: Tensor) -> float:
-    """Exact W1 between the uniform empirical measures of x [M, d] and y [K, d] with Euclidean cost, by
-    POT's network simplex (`ot.emd2`). Note `ot.dist` defaults to the *squared* Euclidean cost."""
-    import ot
-    for name, v in (("x", x), ("y", y)):
+def _check_point_pair(names: tuple[str, str], a: Tensor, b: Tensor) -> None:
+    """Both a [M, d] and b [K, d] finite 2-D tensors of one dimension d, or a ValueError naming the argument."""
+    for name, v in zip(names, (a, b)):
         if not torch.is_tensor(v) or v.ndim != 2:
             raise ValueError(f"{name} must be a tensor of shape [points, d]")
         if not bool(torch.isfinite(v).all()):
             raise ValueError(f"{name} contains NaN or inf")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must have the same dimension; got {x.shape[1]} and {y.shape[1]}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same dimension; got {a.shape[1]} and {b.shape[1]}")
+
+
+def w1_pot(x: Tensor, y: Tensor) -> float:
+    """Exact W1 between the uniform empirical measures of x [M, d] and y [K, d] with Euclidean cost, by
+    POT's network simplex (`ot.emd2`). Note `ot.dist` defaults to the *squared* Euclidean cost."""
+    import ot
+    _check_point_pair(("x", "y"), x, y)
     xa, ya = x.detach().cpu().double().numpy(), y.detach().cpu().double().numpy()
     cost = ot.dist(xa, ya, metric="euclidean")
     return float(ot.emd2(np.full(len(xa), 1 / len(xa)), np.full(len(ya), 1 / len(ya)), cost, numItermax=10**7))

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from .core import check_range
-from .diffusion import _check_points
+from .diffusion import _check_point_pair, _check_points
 
 Tensor = torch.Tensor
 
@@ -21,13 +21,7 @@ __all__ = ['Tensor', 'nearest_distance', 'memorised_fraction', 'random_frame', '
 def nearest_distance(y: Tensor, x: Tensor, chunk: int = 4096) -> Tensor:
     """Distance from each row of y [M, d] to the nearest row of x [n, d]: [M] (float64), computed in chunks
     (directly, not through |y|^2 - 2 y.x + |x|^2, so that a training point is at distance exactly 0 from itself)."""
-    for name, v in (("y", y), ("x", x)):
-        if not torch.is_tensor(v) or v.ndim != 2:
-            raise ValueError(f"{name} must be a tensor of shape [points, d]")
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"{name} contains NaN or inf")
-    if y.shape[1] != x.shape[1]:
-        raise ValueError(f"y and x must have the same dimension; got {y.shape[1]} and {x.shape[1]}")
+    _check_point_pair(("y", "x"), y, x)
     chunk = int(check_range("chunk", chunk, 1, None, integer=True))
     chunk = max(1, min(chunk, 10**7 // max(1, x.shape[0] * x.shape[1])))      # at most ~10^7 differences at once
     xd = x.to(torch.float64)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .core import check_range
-from .transformer import SelectiveTransformer, fit_ensemble, lacunary
+from .transformer import FlatMLP, SelectiveTransformer, fit_ensemble, lacunary
 
 
 class SequenceSelectionTask:
@@ -115,24 +115,15 @@ class SequenceReadout(nn.Module):
         return self.model.sequence(X)[:, self.L - 1:]
 
 
-class WindowMLP(nn.Module):
+class WindowMLP(FlatMLP):
     """Baseline: one ReLU MLP applied to the flattened window (x_{t-L+1}, ..., x_t) at every position t >= L-1.
 
     (A 1-D convolution of kernel width L with an MLP as its filter.) X [n, T, k] -> [n, P], input dimension L k.
     """
 
     def __init__(self, L: int, k: int, width: int, depth: int = 2, clip: float = 3.0):
-        super().__init__()
-        self.L = int(check_range("L", L, 1, None, integer=True))
-        self.k = int(check_range("k", k, 1, None, integer=True))
-        width = int(check_range("width", width, 1, None, integer=True))
-        depth = int(check_range("depth", depth, 1, None, integer=True))
-        self.clip = float(check_range("clip", clip, 0, None, low_inclusive=False))
-        layers, d = [], self.L * self.k
-        for _ in range(depth):
-            layers += [nn.Linear(d, width), nn.ReLU()]
-            d = width
-        self.net = nn.Sequential(*layers, nn.Linear(d, 1))
+        check_range("clip", clip, 0, None, low_inclusive=False)
+        super().__init__(L, k, width, depth, clip)              # the same network as FlatMLP; only forward differs
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         if not isinstance(X, torch.Tensor) or X.dim() != 3 or X.shape[2] != self.k or X.shape[1] < self.L:
