@@ -1,7 +1,7 @@
 # learnthy: two commands on a fresh machine.
-#   make book   set up .venv, execute every chapter at book scale, render the site to book/_build/html
-#   make test   set up .venv if missing, then every check (export in sync, unit tests, notebook outputs,
-#               site build with -W, browser test)
+#   make book   set up .venv, execute the chapters whose stored outputs are stale, render book/_build/html
+#   make test   set up .venv if missing, then every check (export in sync, unit tests with stored outputs
+#               current and claims consistent, every chapter at quick scale, site build with -W, browser test)
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
@@ -13,21 +13,22 @@ STAMP  := $(VENV)/.installed
 # On this kind of machine torch==2.13.0 is a local CPU wheel; an unpinned torch would pull a multi-GB
 # CUDA build. Override with e.g. `make test TORCH=torch` elsewhere.
 TORCH  ?= torch==2.13.0
-JOBS   ?= 2
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 JB_ARGS := . --toc _toc.yml --path-output book -W -n --keep-going
-STORED_CONFIG := book/_build/_config_stored_outputs.yml
 # One OpenMP thread per process: the checks run two pytest-xdist workers (or two notebooks) on two cores,
 # where oversubscribed OpenMP threads spin and slow small torch kernels by orders of magnitude; one
-# thread also gives the stored outputs (`make nbs`) and their check (`make nbval`) the same reduction order.
+# thread also gives the stored outputs (`make nbs`) and their check (`make reproduce`) the same reduction order.
 export OMP_NUM_THREADS ?= 1
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help venv book test export-check unit nbval site site-test nbs clean mathjax
+.PHONY: help venv book test export-check unit quick stale site site-test pages nbs reproduce paper clean mathjax
 
 help:
-	@echo "make book   - set up, execute the chapters at book scale, render the site (book/_build/html)"
-	@echo "make test   - set up if needed, run every check"
-	@echo "make nbs    - re-execute every chapter in place (refreshes the outputs stored in nbs/)"
+	@echo "make book       - set up, execute the chapters whose stored outputs are stale (parallel), render the site"
+	@echo "make test       - set up if needed, run every check"
+	@echo "make nbs        - re-execute chapters at book scale in place (CHAPTERS=\"10_diffusion 30_mfld\"; default all)"
+	@echo "make reproduce  - re-execute chapters at book scale in a scratch folder; compare with the stored claims"
+	@echo "make paper      - execute every chapter at paper scale (a GPU) into paper/"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,11 +38,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The book: execute what is stale (fingerprint of code and imported package modules changed), one chapter per
+# core, then render from the stored outputs. A fresh clone of a green main executes nothing.
 book: $(STAMP)
-	LEARNTHY_QUIET=1 $(BIN)/jupyter-book build $(JB_ARGS) --config book/_config.yml
+	$(BIN)/python tools/chapters.py run --stale --inplace --jobs $(JOBS)
+	$(MAKE) --no-print-directory site
 	@echo "The site is in book/_build/html (open book/_build/html/index.html)."
 
-test: $(STAMP) export-check unit nbval site site-test
+test: $(STAMP) export-check unit quick site site-test
 	@echo "make test: all checks passed."
 
 # 1. The package is exactly what nbdev_export makes from the notebooks.
@@ -52,29 +56,49 @@ export-check: $(STAMP)
 	  echo "learnthy_nb/ is out of sync with nbs/: run .venv/bin/nbdev_export and commit."; exit 1; fi
 	@echo "export-check: learnthy_nb/ is in sync with the notebooks."
 
-# 2. Unit and property tests of the package.
+# 2. Unit and property tests of the package, the chapters' conventions, stored outputs current (fingerprints)
+#    and recorded claims consistent.
 unit: $(STAMP)
-	$(BIN)/pytest -q -n $(JOBS) -m "not site" tests
+	$(BIN)/pytest -q -n $(JOBS) -m "not site" -p no:cacheprovider tests
 
-# 3. Every notebook runs; cells marked NBVAL_CHECK_OUTPUT reproduce their stored output.
-nbval: $(STAMP)
-	LEARNTHY_QUIET=1 $(BIN)/pytest -q -n $(JOBS) --dist loadfile --nbval-lax -p no:cacheprovider nbs/
+# 3. Every chapter runs at quick scale (every cell executes; no output comparison), and its prose finds every
+#    glued number it uses.
+QUICK_DIR := book/_build/quick
+quick: $(STAMP)
+	rm -rf $(QUICK_DIR)
+	$(BIN)/python tools/chapters.py run --scale quick --out $(QUICK_DIR) --jobs $(JOBS) $(CHAPTERS)
+	$(BIN)/python tools/chapters.py gluecheck $(QUICK_DIR) $(CHAPTERS)
+
+stale: $(STAMP)
+	$(BIN)/python tools/chapters.py stale
 
 # 4. The site, from the outputs stored in the notebooks (no execution), warnings are errors.
-site: $(STAMP)
-	mkdir -p book/_build
-	sed 's/^\(  *execute_notebooks:\).*/\1 "off"/' book/_config.yml > $(STORED_CONFIG)
-	$(BIN)/jupyter-book build $(JB_ARGS) --config $(STORED_CONFIG)
+pages: $(STAMP)
+	$(BIN)/python tools/chapters.py pages
 
-# 5. A real browser renders a chapter: typeset math, figures, glued numbers, Colab link.
+site: $(STAMP) pages
+	$(BIN)/jupyter-book build $(JB_ARGS) --config book/_config.yml
+
+# 5. A real browser renders the pages: typeset math, figures, glued numbers, Colab link, results table.
 site-test: $(STAMP)
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/pytest -q -m site -p no:cacheprovider tests
 
-# Re-execute the chapters in place at book scale (what a developer runs after changing a chapter).
+# Re-execute chapters at book scale in place (after changing a chapter), printing how each claim moved.
 nbs: $(STAMP)
-	for nb in nbs/*.ipynb; do echo "executing $$nb"; LEARNTHY_QUIET=1 $(BIN)/jupyter execute --inplace "$$nb"; done
+	$(BIN)/python tools/chapters.py run --inplace --jobs $(JOBS) $(CHAPTERS)
 	$(BIN)/nbdev_export
+
+# Does the book reproduce on this machine? Re-execute at book scale into a scratch folder, then compare:
+# recorded claims within their stated tolerance with the verdict unchanged; exact-output cells as text.
+REPRO_DIR ?= book/_build/reproduce
+reproduce: $(STAMP)
+	$(BIN)/python tools/chapters.py run --out $(REPRO_DIR) --jobs $(JOBS) $(CHAPTERS)
+	$(BIN)/python tools/chapters.py compare $(REPRO_DIR) $(CHAPTERS)
+
+# Paper scale on a GPU, one chapter at a time (at most 10 minutes each), into paper/ (commit its notebooks).
+paper: $(STAMP)
+	$(BIN)/python tools/chapters.py run --scale paper --out paper --jobs 1 --wall 600 $(CHAPTERS)
 
 # Re-vendor MathJax 3 from the npm registry (the site must render math with no CDN).
 mathjax:

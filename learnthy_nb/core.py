@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SCALES', 'get_device', 'seed_everything', 'get_scale', 'by_scale', 'PowerLawFit', 'fit_power_law', 'plot_rate',
-           'progress', 'glue', 'machine_info', 'DivergenceError', 'check_range', 'check_finite']
+__all__ = ['SCALES', 'CLAIM_MIME', 'RELATIONS', 'get_device', 'seed_everything', 'get_scale', 'by_scale', 'PowerLawFit',
+           'fit_power_law', 'plot_rate', 'progress', 'glue', 'machine_info', 'DivergenceError', 'check_range',
+           'check_finite', 'Claim', 'claim_verdict', 'record_claim', 'claim_agrees']
 
 # %% ../nbs/00_core.ipynb #c005
 def _mps_available() -> bool:
@@ -302,3 +303,165 @@ def check_finite(tensor: torch.Tensor, name: str, step: Optional[int] = None) ->
         where = f" at step {step}" if step is not None else ""
         raise DivergenceError(f"{name} became non-finite{where}; lower the step size or check the inputs")
     return tensor
+
+# %% ../nbs/00_core.ipynb #c041
+CLAIM_MIME = "application/vnd.learnthy.claim+json"
+RELATIONS = ("=", "<=", ">=")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One headline claim of a chapter: what a theorem predicts, what was measured, and the verdict.
+
+    `verdict` is computed by `claim_verdict` from the numbers (never typed); `fit_rule_met` says whether an
+    exponent was fitted from >= 5 sizes spanning >= 1 decade with >= 3 seeds (None for other kinds).
+    """
+    key: str
+    statement: str
+    kind: str
+    theory: float
+    relation: str
+    tolerance: float
+    measured: float
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    reproduce_tol: float
+    section: str
+    baselines: dict
+    n_sizes: Optional[int]
+    decades: Optional[float]
+    seeds: Optional[int]
+    scale: str
+    verdict: str
+    fit_rule_met: Optional[bool]
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def interval_text(self) -> str:
+        if self.ci_low is None:
+            return f"{self.measured:.3g}"
+        return f"{self.measured:.3g} [{self.ci_low:.3g}, {self.ci_high:.3g}]"
+
+    def _repr_markdown_(self) -> str:
+        rule = "" if self.fit_rule_met is None else ("" if self.fit_rule_met else "; *below the fit rule*")
+        return (f"**Recorded claim** `{self.key}`: theory {self.relation} {self.theory:.3g}, measured "
+                f"{self.interval_text()}: **{self.verdict}**{rule}.")
+
+    def __str__(self) -> str:
+        return f"{self.key}: theory {self.relation} {self.theory:.3g}, measured {self.interval_text()} -> {self.verdict}"
+
+
+def claim_verdict(theory: float, relation: str, tolerance: float, measured: float,
+                  ci_low: Optional[float] = None, ci_high: Optional[float] = None) -> str:
+    """The book's one verdict rule. Let [lo, hi] be the interval (or the point `measured` when there is none).
+
+    relation "=": "reproduced" iff the distance from `theory` to [lo, hi] is at most `tolerance`;
+    "<=": iff hi <= theory + tolerance (the whole interval satisfies the bound); ">=": iff lo >= theory - tolerance.
+    Otherwise "not reproduced".
+    """
+    lo = measured if ci_low is None else ci_low
+    hi = measured if ci_high is None else ci_high
+    if relation == "=":
+        ok = max(lo - theory, theory - hi, 0.0) <= tolerance
+    elif relation == "<=":
+        ok = hi <= theory + tolerance
+    elif relation == ">=":
+        ok = lo >= theory - tolerance
+    else:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    return "reproduced" if ok else "not reproduced"
+
+
+def _claim_number(name: str, value: Any) -> tuple[float, Optional[float], Optional[float]]:
+    if isinstance(value, PowerLawFit):
+        return value.exponent, value.ci_low, value.ci_high
+    return float(check_range(name, value)), None, None
+
+
+def record_claim(key: str, *, statement: str, theory: float, measured: Any, section: str,
+                 kind: str = "exponent", relation: str = "=", tolerance: Optional[float] = None,
+                 ci: Optional[Sequence[float]] = None, baselines: Optional[dict] = None,
+                 sizes: Optional[Sequence[float]] = None, seeds: Optional[int] = None,
+                 reproduce_tol: Optional[float] = None, show: bool = True) -> Claim:
+    """Register a chapter's headline claim for the results page and display it (a Markdown line).
+
+    measured: a `PowerLawFit` (value and interval) or a number (then `ci` = (lo, hi) may give its interval).
+    kind "exponent": a fitted rate; `sizes` (the x values of the fit) and `seeds` are required, and the fit
+    rule (>= 5 sizes over >= 1 decade, >= 3 seeds) is checked. kind "value": any other measured number.
+    tolerance: of the verdict rule (`claim_verdict`); default 0.1 for "=", 0 for "<=" and ">=".
+    reproduce_tol: how far a re-execution (another CPU, thread count or GPU) may move `measured` and the
+    interval's ends; default the interval's width. Required when there is no interval.
+    baselines: name -> `PowerLawFit` or number, shown beside the measurement. section: the MyST label of
+    the section that discusses the claim (the results page links to it). show=False: only return the claim
+    (e.g. in a test), without displaying or storing it.
+    """
+    if not isinstance(key, str) or not key or any(c.isspace() for c in key):
+        raise ValueError(f"key must be a non-empty string without spaces, got {key!r}")
+    if kind not in ("exponent", "value"):
+        raise ValueError(f"kind must be 'exponent' or 'value', got {kind!r}")
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    if not isinstance(statement, str) or not statement.strip():
+        raise ValueError("statement must be a non-empty string: what the theorem predicts")
+    if not isinstance(section, str) or not section.strip():
+        raise ValueError("section must be the MyST label of the section that discusses the claim")
+    theory = float(check_range("theory", theory))
+    value, lo, hi = _claim_number("measured", measured)
+    if ci is not None:
+        if lo is not None:
+            raise ValueError("ci must not be given with a PowerLawFit (the fit carries its interval)")
+        if len(ci) != 2:
+            raise ValueError(f"ci must be a pair (low, high), got {ci!r}")
+        lo, hi = (float(check_range("ci", c)) for c in ci)
+    if lo is not None and not lo <= value <= hi:
+        raise ValueError(f"ci must contain the measured value: {value} is not in [{lo}, {hi}]")
+    tolerance = (0.1 if relation == "=" else 0.0) if tolerance is None else float(check_range("tolerance", tolerance, 0))
+    if reproduce_tol is None:
+        if lo is None or hi - lo <= 0:
+            raise ValueError("reproduce_tol is required when the measurement has no interval of positive width")
+        reproduce_tol = hi - lo
+    reproduce_tol = float(check_range("reproduce_tol", reproduce_tol, 0, low_inclusive=False))
+    n_sizes = decades = rule = None
+    if kind == "exponent":
+        if sizes is None or seeds is None:
+            raise ValueError("sizes and seeds are required for kind='exponent' (the fit rule is checked)")
+        xs = _to_numpy("sizes", sizes)
+        if xs.ndim != 1 or xs.size < 2 or not np.all(xs > 0):
+            raise ValueError("sizes must be a 1-D array of at least two positive x values of the fit")
+        seeds = int(check_range("seeds", seeds, 1, integer=True))
+        n_sizes, decades = int(np.unique(xs).size), float(np.log10(xs.max() / xs.min()))
+        rule = n_sizes >= 5 and decades >= 1 - 1e-9 and seeds >= 3
+    elif sizes is not None or seeds is not None:
+        raise ValueError("sizes and seeds belong to kind='exponent'")
+    base = {}
+    for name, b in (baselines or {}).items():
+        bv, blo, bhi = _claim_number(f"baselines[{name!r}]", b)
+        base[str(name)] = {"measured": bv, "ci_low": blo, "ci_high": bhi}
+    claim = Claim(key, statement.strip(), kind, theory, relation, tolerance, value, lo, hi, reproduce_tol,
+                  section.strip(), base, n_sizes, decades, seeds, get_scale(),
+                  claim_verdict(theory, relation, tolerance, value, lo, hi), rule)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+        if show and get_ipython() is not None:
+            display({CLAIM_MIME: claim.as_dict(), "text/markdown": claim._repr_markdown_(),
+                     "text/plain": str(claim)}, raw=True)
+    except ImportError:
+        pass
+    return claim
+
+
+def claim_agrees(stored: dict, new: dict) -> tuple[bool, str]:
+    """Whether a re-executed claim `new` agrees with the `stored` one (both `Claim.as_dict()`): its value and
+    interval ends move by at most the stored `reproduce_tol`, and its verdict is unchanged."""
+    tol = stored["reproduce_tol"]
+    moves = [abs(new["measured"] - stored["measured"])]
+    for end in ("ci_low", "ci_high"):
+        if stored[end] is not None and new[end] is not None:
+            moves.append(abs(new[end] - stored[end]))
+    worst = max(moves)
+    ok = worst <= tol and new["verdict"] == stored["verdict"]
+    why = (f"{stored['key']}: stored {stored['measured']:.4g}, new {new['measured']:.4g} "
+           f"(largest move {worst:.3g}, tolerance {tol:.3g}); verdict {stored['verdict']} -> {new['verdict']}")
+    return ok, why

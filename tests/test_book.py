@@ -1,13 +1,20 @@
-"""Conventions every chapter keeps (DESIGN.md, "A chapter"), checked on the notebooks in nbs/."""
+"""Conventions every chapter keeps (CONTRIBUTING.md, "A chapter"), checked on the notebooks in nbs/."""
 import json
 import re
 from pathlib import Path
+
+import sys
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "nbs").glob("*.ipynb"))
+GENERATED = {"book/results", "book/status"}        # written by `tools/chapters.py pages` at build time
+sys.path.insert(0, str(ROOT / "tools"))
+import chapters as book_tools  # noqa: E402
+
+from learnthy_nb.core import claim_verdict  # noqa: E402
 
 
 def _cells(path):
@@ -43,7 +50,7 @@ def test_every_chapter_is_in_the_toc_and_every_toc_entry_exists():
     for path in CHAPTERS:
         assert f"nbs/{path.stem}" in files, f"{path.name} is not in _toc.yml"
     for entry in files:
-        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+        assert entry in GENERATED or any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.name for p in CHAPTERS])
@@ -55,7 +62,7 @@ def test_chapter_conventions(path):
     assert "google.colab" in _src(colab) and "remove-cell" in _tags(colab), "first code cell: the Colab install cell"
     exp = [c for c in code if re.match(r"#\|\s*default_exp\s+\w+", _src(c))]
     assert len(exp) == 1 and "remove-cell" in _tags(exp[0]), "one `#| default_exp` cell, tagged remove-cell"
-    assert any(_src(c).startswith("# NBVAL_CHECK_OUTPUT") for c in code), "a `# NBVAL_CHECK_OUTPUT` cell"
+    assert any("record_claim(" in _src(c) for c in code), "the chapter records its headline claims (record_claim)"
     assert "machine_info()" in _src(code[-1]) and "remove-input" in _tags(code[-1]), "last cell prints machine_info()"
     # Stored outputs are book-scale results: every code cell was executed (nbdev_clean would null these).
     assert all(c.get("execution_count") is not None for c in code if _src(c).strip() and "remove-cell" not in _tags(c))
@@ -75,3 +82,100 @@ def test_cited_keys_exist():
     sources = [p.read_text() for p in CHAPTERS] + [p.read_text() for p in (ROOT / "book").glob("*.md")]
     cited = {k.strip() for s in sources for group in re.findall(r"\{cite:?\w*\}`([^`]+)`", s) for k in group.split(",")}
     assert cited and cited <= keys, sorted(cited - keys)
+
+
+# ---------------------------------------------------------------------------------- stored outputs are current
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.name for p in CHAPTERS])
+def test_stored_outputs_are_current(path):
+    """The stored book-scale outputs were produced by the chapter's current code and package modules."""
+    found = book_tools.stale([path])
+    assert not found, f"{found[0][1]}: re-execute it with `make nbs CHAPTERS={path.stem}` and commit"
+
+
+def test_fingerprint_sees_code_and_package_changes(tmp_path):
+    nb = json.loads((ROOT / "nbs" / "11_diffusion_beyond.ipynb").read_text())
+    base = book_tools.fingerprint(nb, "book")
+    assert "diffusion" in book_tools.package_deps(nb) and "core" in book_tools.package_deps(nb)
+    assert book_tools.fingerprint(nb, "quick") != base                     # the scale is part of it
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code" and "export" not in _src(c))
+    code["source"] = _src(code) + "\nx = 1"
+    assert book_tools.fingerprint(nb, "book") != base                      # a code cell changed
+    nb2 = json.loads((ROOT / "nbs" / "11_diffusion_beyond.ipynb").read_text())
+    md = next(c for c in nb2["cells"] if c["cell_type"] == "markdown")
+    md["source"] = _src(md) + " more prose"
+    assert book_tools.fingerprint(nb2, "book") == base                     # prose does not need re-execution
+    # a docstring or comment of an imported module does not count; its code does
+    digest = book_tools._module_digest("core")
+    src = (ROOT / "learnthy_nb" / "core.py").read_text()
+    mod = tmp_path / "core.py"
+    mod.write_text(src.replace('"""The experiment scale', '"""Another docstring. The experiment scale'))
+    old, book_tools.PKG = book_tools.PKG, tmp_path
+    try:
+        assert book_tools._module_digest("core") == digest
+        mod.write_text(src.replace('SCALES = ("quick", "book", "paper")', 'SCALES = ("quick", "book", "paper", "x")'))
+        assert book_tools._module_digest("core") != digest
+    finally:
+        book_tools.PKG = old
+
+
+# --------------------------------------------------------------------------------------------- recorded claims
+def _claims(path):
+    return book_tools.claims(json.loads(path.read_text()))
+
+
+def _labels(path):
+    text = "\n".join(_src(c) for c in _cells(path) if c["cell_type"] == "markdown")
+    return set(re.findall(r"^\((\S+)\)=\s*$", text, flags=re.M)) | set(re.findall(r":label:\s*(\S+)", text))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.name for p in CHAPTERS])
+def test_claims_are_recorded_and_consistent(path):
+    """Each chapter records >= 1 headline claim at book scale; each verdict follows from its numbers by the
+    book's rule; the fit rule is computed; every claim links to a section of its chapter."""
+    found = _claims(path)
+    assert found, "no recorded claim in the stored outputs"
+    labels = _labels(path)
+    for c in found:
+        assert c["scale"] == "book", (c["key"], c["scale"])
+        assert c["verdict"] == claim_verdict(c["theory"], c["relation"], c["tolerance"], c["measured"],
+                                             c["ci_low"], c["ci_high"]), c["key"]
+        if c["kind"] == "exponent":
+            rule = c["n_sizes"] >= 5 and c["decades"] >= 1 - 1e-9 and c["seeds"] >= 3
+            assert c["fit_rule_met"] == rule, c["key"]
+        else:
+            assert c["fit_rule_met"] is None, c["key"]
+        assert c["section"] in labels, f"{c['key']}: section label {c['section']!r} is not in the chapter"
+        assert c["reproduce_tol"] > 0, c["key"]
+
+
+def test_claim_keys_are_unique():
+    keys = [c["key"] for p in CHAPTERS for c in _claims(p)]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+
+
+def test_results_page_lists_every_claim_with_its_verdict():
+    page = book_tools.results_page()
+    rows = [line for line in page.splitlines() if line.startswith("| {ref}")]
+    for p in CHAPTERS:
+        for c in _claims(p):
+            row = [r for r in rows if f"<{c['section']}>`" in r and f"| {book_tools._cell(c['statement'])} |" in r]
+            assert len(row) >= 1, f"{c['key']} is missing from the results page"
+            assert f"**{c['verdict']}**" in row[0], c["key"]
+            if c["kind"] == "exponent" and not c["fit_rule_met"]:
+                assert "below the fit rule" in row[0], c["key"]
+    total = sum(len(_claims(p)) for p in CHAPTERS)
+    assert len(rows) == total
+
+
+def test_results_page_paper_column(tmp_path):
+    """A paper-scale run's claims appear as their own column; without one the column says 'not run'."""
+    assert "not run" in book_tools.results_page(paper_dir=tmp_path)
+    nb = json.loads((ROOT / "nbs" / "00_core.ipynb").read_text())
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            claim = o.get("data", {}).get(book_tools.CLAIM_MIME)
+            if claim:
+                claim.update(measured=-0.4321, ci_low=-0.44, ci_high=-0.42, verdict="not reproduced")
+    (tmp_path / "00_core.ipynb").write_text(json.dumps(nb))
+    page = book_tools.results_page(paper_dir=tmp_path)
+    assert "−0.432 [−0.44, −0.42]: not reproduced" in page
