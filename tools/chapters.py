@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,14 +206,18 @@ def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: in
         seconds = time.perf_counter() - start
         moved = []
         if ok and out_dir is None:
-            moved = [why for _, why in compare_claims(before, read_nb(target)) if why]
+            moved = [("agrees:    " if agree else "DISAGREES: ") + why
+                     for agree, why in compare_claims(before, read_nb(target))]
             target.replace(p)
         elif out_dir is None and target.exists():
             target.unlink()
         return p, ok, seconds, log, moved
 
+    # Longest first (by the stored run's time), so that the last chapter to start is a short one.
+    order = sorted(paths, key=lambda p: -read_nb(p).get("metadata", {}).get("learnthy", {}).get("seconds", 1e9))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for p, ok, seconds, log, moved in pool.map(one, paths):
+        for future in as_completed([pool.submit(one, p) for p in order]):
+            p, ok, seconds, log, moved = future.result()
             done += 1
             print(f"[{done:2d}/{total}] {p.stem:28s} {seconds:7.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
             for line in moved:
