@@ -26,6 +26,8 @@ def main() -> int:
     ap.add_argument("--scale", default="book", choices=["quick", "book", "paper"])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--ref", default="HEAD")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="copy the executed notebooks here (e.g. for `tools/chapters.py compare DIR`)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="learnthy-book-time-") as tmp:
         clone = Path(tmp) / "clone"
@@ -37,6 +39,10 @@ def main() -> int:
         proc = subprocess.run([sys.executable, str(clone / "tools" / "chapters.py"), "run", "--scale", a.scale,
                                "--jobs", str(a.jobs), "--out", str(out)], env=env)
         wall = time.perf_counter() - start
+        if a.keep is not None:
+            a.keep.mkdir(parents=True, exist_ok=True)
+            for nb in out.glob("*.ipynb"):
+                (a.keep / nb.name).write_text(nb.read_text())
         rows = []
         for nb in sorted(out.glob("*.ipynb")):
             meta = json.loads(nb.read_text())["metadata"].get("learnthy", {})

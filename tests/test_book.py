@@ -179,3 +179,23 @@ def test_results_page_paper_column(tmp_path):
     (tmp_path / "00_core.ipynb").write_text(json.dumps(nb))
     page = book_tools.results_page(paper_dir=tmp_path)
     assert "−0.432 [−0.44, −0.42]: not reproduced" in page
+
+
+def test_refs_to_headings_with_math_give_their_own_text():
+    """A `{ref}` without explicit text renders the target heading as plain text, so math in that heading would
+    show as raw TeX: such references must give their own text ({ref}`text <label>`)."""
+    headings = {}
+    for path in CHAPTERS:
+        lines = "\n".join(_src(c) for c in _cells(path) if c["cell_type"] == "markdown").splitlines()
+        for i, line in enumerate(lines):
+            m = re.match(r"^\((\S+)\)=\s*$", line)
+            if m:
+                nxt = next((ln for ln in lines[i + 1:] if ln.strip()), "")
+                if nxt.startswith("#"):
+                    headings[m.group(1)] = nxt
+    bad = []
+    for path in CHAPTERS + sorted((ROOT / "book").glob("*.md")):
+        for label in re.findall(r"\{ref\}`([^`<]+)`", path.read_text()):
+            if "$" in headings.get(label.strip(), ""):
+                bad.append((path.name, label, headings[label.strip()]))
+    assert not bad, bad

@@ -1,5 +1,6 @@
 """Unit tests of learnthy_nb.core: rate fitting, plotting, device/seed/scale conventions, validation."""
 import math
+import re
 
 import matplotlib
 
@@ -71,15 +72,15 @@ def test_fit_is_deterministic_given_seed():
 
 
 @pytest.mark.parametrize("x,y,match", [
-    ([1, 2], [1, 2], "at least 3 points"),
-    ([1, 2, 3], [1, 2], "y must have shape"),
-    ([[1, 2, 3]], [1, 2, 3], "x must be 1-D"),
-    ([1, 2, 3], [1, 0, 3], "y must be positive"),
-    ([1, -2, 3], [1, 2, 3], "x must be positive"),
-    ([1, 2, 3], [1, float("nan"), 3], "y must be finite"),
-    ([1, float("inf"), 3], [1, 2, 3], "x must be finite"),
-    ([2, 2, 2], [1, 2, 3], "two distinct values"),
-    (["a", "b", "c"], [1, 2, 3], "x must be an array of real numbers"),
+    pytest.param([1, 2], [1, 2], r"^x and y need at least 3 points", id="too-few-points"),
+    pytest.param([1, 2, 3], [1, 2], r"^y must have shape", id="y-shape"),
+    pytest.param([[1, 2, 3]], [1, 2, 3], r"^x must be 1-D", id="x-not-1d"),
+    pytest.param([1, 2, 3], [1, 0, 3], r"^y must be positive", id="y-zero"),
+    pytest.param([1, -2, 3], [1, 2, 3], r"^x must be positive", id="x-negative"),
+    pytest.param([1, 2, 3], [1, float("nan"), 3], r"^y must be finite", id="y-nan"),
+    pytest.param([1, float("inf"), 3], [1, 2, 3], r"^x must be finite", id="x-inf"),
+    pytest.param([2, 2, 2], [1, 2, 3], r"^x must take at least two distinct values", id="x-constant"),
+    pytest.param(["a", "b", "c"], [1, 2, 3], r"^x must be an array of real numbers", id="x-strings"),
 ])
 def test_fit_rejects_bad_input(x, y, match):
     with pytest.raises(ValueError, match=match):
@@ -87,7 +88,10 @@ def test_fit_rejects_bad_input(x, y, match):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"n_boot": 10}, "n_boot"), ({"n_boot": 1000.0}, "n_boot"), ({"level": 1.0}, "level"), ({"level": 0}, "level"),
+    pytest.param({"n_boot": 10}, r"^n_boot must be an integer >= 100", id="n_boot-too-small"),
+    pytest.param({"n_boot": 1000.0}, r"^n_boot must be an integer >= 100", id="n_boot-float"),
+    pytest.param({"level": 1.0}, r"^level must be in \(0, 1\)", id="level-one"),
+    pytest.param({"level": 0}, r"^level must be in \(0, 1\)", id="level-zero"),
 ])
 def test_fit_rejects_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -131,13 +135,17 @@ def test_plot_rate_minor_labels_are_sparse(lo, hi, expected):
     plt.close(fig)
 
 
-def test_plot_rate_rejects_nonpositive():
+@pytest.mark.parametrize("y,match", [
+    pytest.param(-XS, r"^x and y must be finite and positive", id="y-negative"),
+    pytest.param(XS[:3], r"^y must have shape", id="y-shape"),
+])
+def test_plot_rate_rejects_bad_input(y, match):
     fig, ax = plt.subplots()
-    with pytest.raises(ValueError, match="positive"):
-        plot_rate(ax, XS, -XS)
-    with pytest.raises(ValueError, match="y must have shape"):
-        plot_rate(ax, XS, XS[:3])
-    plt.close(fig)
+    try:
+        with pytest.raises(ValueError, match=match):
+            plot_rate(ax, XS, y)
+    finally:
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------- device, seeds, scales
@@ -159,17 +167,17 @@ def test_get_device_env_overrides_prefer(monkeypatch):
 @pytest.mark.parametrize("choice,match", [("gpu0", "not a torch device"), ("meta", "allowed device types")])
 def test_get_device_rejects_bad_names(monkeypatch, choice, match):
     monkeypatch.setenv("LEARNTHY_DEVICE", choice)
-    with pytest.raises(ValueError, match="LEARNTHY_DEVICE"):
+    with pytest.raises(ValueError, match=rf"^LEARNTHY_DEVICE='{choice}'.*{match}"):
         get_device()
     monkeypatch.delenv("LEARNTHY_DEVICE")
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=rf"^prefer='{choice}'.*{match}"):
         get_device(prefer=choice)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")
 def test_get_device_rejects_missing_cuda(monkeypatch):
     monkeypatch.setenv("LEARNTHY_DEVICE", "cuda")
-    with pytest.raises(ValueError, match="CUDA"):
+    with pytest.raises(ValueError, match=r"^LEARNTHY_DEVICE='cuda' asks for CUDA"):
         get_device()
 
 
@@ -186,7 +194,7 @@ def test_seed_everything_is_deterministic():
 
 @pytest.mark.parametrize("seed", [-1, 2**63, 1.5, "3", True, None])
 def test_seed_everything_rejects_bad_seed(seed):
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ValueError, match=r"^seed must be an integer in \[0, 2\*\*63\)"):
         seed_everything(seed)
 
 
@@ -202,9 +210,9 @@ def test_get_scale(monkeypatch, value, expected):
 
 def test_get_scale_rejects_unknown(monkeypatch):
     monkeypatch.setenv("LEARNTHY_SCALE", "huge")
-    with pytest.raises(ValueError, match="quick, book, paper"):
+    with pytest.raises(ValueError, match=r"^LEARNTHY_SCALE='huge' is not allowed; use one of quick, book, paper"):
         get_scale()
-    with pytest.raises(ValueError, match="scale"):
+    with pytest.raises(ValueError, match=r"^scale='huge' is not allowed; use one of quick, book, paper"):
         by_scale(quick=1, book=2, paper=3, scale="huge")
 
 
@@ -229,10 +237,20 @@ def test_glue_returns_value_and_machine_info_mentions_torch():
 def test_check_range():
     assert check_range("eta", 0.5, 0, 1, low_inclusive=False) == 0.5
     assert check_range("n", 3, 1, integer=True) == 3
-    for value, kwargs in [(0, dict(low=0, low_inclusive=False)), (2, dict(high=1)), (1.5, dict(integer=True)),
-                          (float("nan"), {}), ("1", {}), (True, {})]:
-        with pytest.raises(ValueError, match="eta must be"):
-            check_range("eta", value, **kwargs)
+
+
+@pytest.mark.parametrize("value,kwargs,message", [
+    pytest.param(0, dict(low=0, low_inclusive=False), "eta must be a number in (0, inf), got 0", id="at-open-low"),
+    pytest.param(2, dict(high=1), "eta must be a number in (-inf, 1], got 2", id="above-high"),
+    pytest.param(1.5, dict(integer=True), "eta must be an integer in (-inf, inf), got 1.5", id="not-integer"),
+    pytest.param(float("nan"), {}, "eta must be a number in (-inf, inf), got nan", id="nan"),
+    pytest.param("1", {}, "eta must be a number in (-inf, inf), got '1'", id="string"),
+    pytest.param(True, {}, "eta must be a number in (-inf, inf), got True", id="bool"),
+])
+def test_check_range_rejects(value, kwargs, message):
+    # the message names the argument and the allowed range: every package ValueError built on it does too
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        check_range("eta", value, **kwargs)
 
 
 def test_check_finite_names_the_step():

@@ -41,23 +41,30 @@ def test_embed_on_axis():
     x = embed_on_axis(u, 3)
     assert x.tolist() == [[0.5, 0.0, 0.0], [-0.25, 0.0, 0.0]]
     assert embed_on_axis(u[:, None], 1).shape == (2, 1)
+    assert embed_on_axis(u[:, None], 1).tolist() == [[0.5], [-0.25]]       # dim = 1: the data themselves
+    v = torch.randn(7, generator=torch.Generator().manual_seed(0))
+    xv = embed_on_axis(v, 5)
+    assert torch.equal(xv[:, 0], v) and not bool(xv[:, 1:].any())          # on the first axis, zeros elsewhere
 
 
-def test_value_errors():
-    dens = LacunaryDensity(1.0)
-    with pytest.raises(ValueError, match="1-D density"):
-        quadrature_score_1d(LacunaryDensity(1.0, d=2), torch.zeros(3), 0.1)
-    with pytest.raises(ValueError, match="y must be a tensor"):
-        quadrature_score_1d(dens, torch.zeros(3, 2), 0.1)
-    with pytest.raises(ValueError, match="NaN"):
-        quadrature_score_1d(dens, torch.tensor([float("nan")]), 0.1)
-    with pytest.raises(ValueError, match="t must be"):
-        quadrature_score_1d(dens, torch.zeros(3), 0.0)
-    with pytest.raises(ValueError, match="grid_size"):
-        quadrature_score_1d(dens, torch.zeros(3), 0.1, grid_size=4)
-    with pytest.raises(ValueError, match="dim"):
-        embed_on_axis(torch.zeros(3), 0)
-    with pytest.raises(ValueError, match="u must be"):
-        embed_on_axis(torch.zeros(3, 2), 4)
-    with pytest.raises(ValueError, match="NaN"):
-        embed_on_axis(torch.tensor([float("inf")]), 4)
+BAD_CALLS = [
+    pytest.param(lambda: quadrature_score_1d(LacunaryDensity(1.0, d=2), torch.zeros(3), 0.1),
+                 r"^quadrature_score_1d needs a 1-D density; got d = 2", id="quadrature_score_1d-density-2d"),
+    pytest.param(lambda: quadrature_score_1d(LacunaryDensity(1.0), torch.zeros(3, 2), 0.1), r"^y must be a tensor",
+                 id="quadrature_score_1d-y-shape"),
+    pytest.param(lambda: quadrature_score_1d(LacunaryDensity(1.0), torch.tensor([float("nan")]), 0.1), r"^y contains NaN",
+                 id="quadrature_score_1d-y-nan"),
+    pytest.param(lambda: quadrature_score_1d(LacunaryDensity(1.0), torch.zeros(3), 0.0), r"^t must be finite and > 0",
+                 id="quadrature_score_1d-t-zero"),
+    pytest.param(lambda: quadrature_score_1d(LacunaryDensity(1.0), torch.zeros(3), 0.1, grid_size=4), r"^grid_size must be ",
+                 id="quadrature_score_1d-grid_size-small"),
+    pytest.param(lambda: embed_on_axis(torch.zeros(3), 0), r"^dim must be ", id="embed_on_axis-dim-zero"),
+    pytest.param(lambda: embed_on_axis(torch.zeros(3, 2), 4), r"^u must be a tensor", id="embed_on_axis-u-shape"),
+    pytest.param(lambda: embed_on_axis(torch.tensor([float("inf")]), 4), r"^u contains NaN", id="embed_on_axis-u-inf"),
+]
+
+
+@pytest.mark.parametrize("call,match", BAD_CALLS)
+def test_value_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -40,6 +40,7 @@ def test_embeddings_invert_and_lie_on_curves():
     u = 2 * torch.rand(500, generator=g, dtype=torch.float64) - 1
     line = embed_on_line(u, f)
     assert line.shape == (500, 6)
+    assert torch.allclose(line, u[:, None] * f[:, 0], atol=1e-15)    # u v with v = frame[:, 0]: on the line, |x| = |u|
     assert torch.allclose(line_coordinate(line, f)[:, 0], u)
     circ = embed_on_circle(u, f)
     assert torch.allclose(circ.norm(dim=-1), torch.full((500,), 1 / math.pi, dtype=torch.float64))
@@ -94,31 +95,36 @@ def test_skip_network_keeps_samples_near_a_line():
     assert off[True] < 0.2 * off[False]                            # measured: about 0.46 against 4.4
 
 
-def test_value_errors():
-    f = random_frame(4, 2, torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="y must be a tensor"):
-        nearest_distance(torch.zeros(3), torch.zeros(2, 1))
-    with pytest.raises(ValueError, match="same dimension"):
-        nearest_distance(torch.zeros(3, 2), torch.zeros(2, 1))
-    with pytest.raises(ValueError, match="NaN"):
-        nearest_distance(torch.tensor([[float("nan")]]), torch.zeros(2, 1))
-    with pytest.raises(ValueError, match="eps"):
-        memorised_fraction(torch.zeros(3, 1), torch.zeros(2, 1), 0.0)
-    with pytest.raises(ValueError, match="k"):
-        random_frame(3, 4)
-    with pytest.raises(ValueError, match="dim"):
-        random_frame(0, 1)
-    with pytest.raises(ValueError, match="u must be a tensor"):
-        embed_on_line(torch.zeros(3, 2), f)
-    with pytest.raises(ValueError, match="NaN"):
-        embed_on_circle(torch.tensor([float("nan")]), f)
-    with pytest.raises(ValueError, match="orthonormal"):
-        embed_on_circle(torch.zeros(3), 2 * f)
-    with pytest.raises(ValueError, match="frame must be a tensor"):
-        embed_on_circle(torch.zeros(3), f[:, :1])
-    with pytest.raises(ValueError, match="y must have shape"):
-        circle_coordinate(torch.zeros(3, 5), f)
-    with pytest.raises(ValueError, match="x must be a tensor"):
-        principal_frame(torch.zeros(1, 3))
-    with pytest.raises(ValueError, match="NaN"):
-        principal_frame(torch.tensor([[float("nan"), 0.0], [0.0, 1.0]]))
+def _frame(k=2):
+    return random_frame(4, k, torch.Generator().manual_seed(0))
+
+
+BAD_CALLS = [
+    pytest.param(lambda: nearest_distance(torch.zeros(3), torch.zeros(2, 1)), r"^y must be a tensor",
+                 id="nearest_distance-y-1d"),
+    pytest.param(lambda: nearest_distance(torch.zeros(3, 2), torch.zeros(2, 1)), r"^y and x must have the same dimension",
+                 id="nearest_distance-dimensions"),
+    pytest.param(lambda: nearest_distance(torch.tensor([[float("nan")]]), torch.zeros(2, 1)), r"^y contains NaN",
+                 id="nearest_distance-y-nan"),
+    pytest.param(lambda: memorised_fraction(torch.zeros(3, 1), torch.zeros(2, 1), 0.0), r"^eps must be ",
+                 id="memorised_fraction-eps-zero"),
+    pytest.param(lambda: random_frame(3, 4), r"^k must be ", id="random_frame-k-above-dim"),
+    pytest.param(lambda: random_frame(0, 1), r"^dim must be ", id="random_frame-dim-zero"),
+    pytest.param(lambda: embed_on_line(torch.zeros(3, 2), _frame()), r"^u must be a tensor", id="embed_on_line-u-shape"),
+    pytest.param(lambda: embed_on_circle(torch.tensor([float("nan")]), _frame()), r"^u contains NaN",
+                 id="embed_on_circle-u-nan"),
+    pytest.param(lambda: embed_on_circle(torch.zeros(3), 2 * _frame()), r"^frame must have orthonormal columns",
+                 id="embed_on_circle-frame-not-orthonormal"),
+    pytest.param(lambda: embed_on_circle(torch.zeros(3), _frame(1)), r"^frame must be a tensor of shape",
+                 id="embed_on_circle-frame-one-column"),
+    pytest.param(lambda: circle_coordinate(torch.zeros(3, 5), _frame()), r"^y must have shape", id="circle_coordinate-y-shape"),
+    pytest.param(lambda: principal_frame(torch.zeros(1, 3)), r"^x must be a tensor", id="principal_frame-x-one-row"),
+    pytest.param(lambda: principal_frame(torch.tensor([[float("nan"), 0.0], [0.0, 1.0]])), r"^x contains NaN",
+                 id="principal_frame-x-nan"),
+]
+
+
+@pytest.mark.parametrize("call,match", BAD_CALLS)
+def test_value_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

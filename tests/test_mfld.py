@@ -258,50 +258,64 @@ def test_mean_field_net_forward_and_shapes():
 
 
 # ---------------------------------------------------------------- validation
-def test_value_errors_of_run_mfld():
-    grad = lambda x: x
-    X = torch.zeros(4, 2)
-    with pytest.raises(ValueError, match="eta"):
-        run_mfld(grad, X, eta=0.0, lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="eta"):
-        run_mfld(grad, X, eta=-1.0, lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="eta"):
-        run_mfld(grad, X, eta=float("nan"), lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="eta"):
-        run_mfld(grad, X, eta=torch.tensor([0.1, 0.0]), lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="eta"):
-        run_mfld(grad, X, eta=torch.tensor([0.1, 0.1, 0.1]), lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="lam"):
-        run_mfld(grad, X, eta=0.1, lam=-0.1, n_steps=1)
-    with pytest.raises(ValueError, match="lam"):
-        run_mfld(grad, X, eta=0.1, lam=torch.tensor([0.1, -1.0]), n_steps=1)
-    with pytest.raises(ValueError, match="particles must be a 2-D"):
-        run_mfld(grad, torch.zeros(4), eta=0.1, lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="particles must be a 2-D"):
-        run_mfld(grad, torch.zeros(2, 4, 2), eta=0.1, lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="particles must be a 2-D"):
-        run_mfld(grad, np.zeros((4, 2)), eta=0.1, lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="finite"):
-        run_mfld(grad, torch.tensor([[0.0], [float("nan")]]), eta=0.1, lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="shaped like particles"):
-        run_mfld(lambda x: x[:, :1], X, eta=0.1, lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="shaped like particles"):
-        run_mfld(lambda x: x.numpy(), X, eta=0.1, lam=0.1, n_steps=1)
-    with pytest.raises(ValueError, match="n_steps"):
-        run_mfld(grad, X, eta=0.1, lam=0.1, n_steps=-1)
-    with pytest.raises(ValueError, match="estimator"):
-        run_mfld(grad, X, eta=0.1, lam=0.1, n_steps=1, estimator="adam")
-    with pytest.raises(ValueError, match="FiniteSumGradient"):
-        run_mfld(grad, X, eta=0.1, lam=0.1, n_steps=1, estimator="svrg", batch_size=1)
-    prob = small_problem(n=12)
-    Xp = torch.zeros(4, 2, dtype=torch.float64)
-    with pytest.raises(ValueError, match="batch_size"):
-        run_mfld(prob, Xp, eta=0.1, lam=0.1, n_steps=1, estimator="sgd")
-    with pytest.raises(ValueError, match="batch_size"):
-        run_mfld(prob, Xp, eta=0.1, lam=0.1, n_steps=1, estimator="sgd", batch_size=13)
-    with pytest.raises(ValueError, match="epoch_length"):
-        run_mfld(prob, Xp, eta=0.1, lam=0.1, n_steps=1, estimator="sarah", batch_size=2, epoch_length=0)
-    assert isinstance(prob, FiniteSumGradient)
+def _grad(x):
+    return x
+
+
+def _X():
+    return torch.zeros(4, 2)
+
+
+def _Xp():
+    return torch.zeros(4, 2, dtype=torch.float64)
+
+
+RUN_MFLD_BAD_CALLS = [
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=0.0, lam=0.1, n_steps=1), r"^eta must be ", id="eta-zero"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=-1.0, lam=0.1, n_steps=1), r"^eta must be ", id="eta-negative"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=float("nan"), lam=0.1, n_steps=1), r"^eta must be ", id="eta-nan"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=torch.tensor([0.1, 0.0]), lam=0.1, n_steps=1), r"^eta must be > 0",
+                 id="eta-tensor-with-zero"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=torch.tensor([0.1, 0.1, 0.1]), lam=0.1, n_steps=1),
+                 r"^eta as a tensor must broadcast to particles", id="eta-tensor-shape"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=0.1, lam=-0.1, n_steps=1), r"^lam must be ", id="lam-negative"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=0.1, lam=torch.tensor([0.1, -1.0]), n_steps=1), r"^lam must be >= 0",
+                 id="lam-tensor-negative"),
+    pytest.param(lambda: run_mfld(_grad, torch.zeros(4), eta=0.1, lam=0.1, n_steps=1), r"^particles must be a 2-D",
+                 id="particles-1d"),
+    pytest.param(lambda: run_mfld(_grad, torch.zeros(2, 4, 2), eta=0.1, lam=0.1, n_steps=1), r"^particles must be a 2-D",
+                 id="particles-3d"),
+    pytest.param(lambda: run_mfld(_grad, np.zeros((4, 2)), eta=0.1, lam=0.1, n_steps=1), r"^particles must be a 2-D",
+                 id="particles-numpy"),
+    pytest.param(lambda: run_mfld(_grad, torch.tensor([[0.0], [float("nan")]]), eta=0.1, lam=0.1, n_steps=1),
+                 r"^particles must be finite", id="particles-nan"),
+    pytest.param(lambda: run_mfld(lambda x: x[:, :1], _X(), eta=0.1, lam=0.1, n_steps=1),
+                 r"^grad_first_variation must return a tensor shaped like particles", id="gradient-shape"),
+    pytest.param(lambda: run_mfld(lambda x: x.numpy(), _X(), eta=0.1, lam=0.1, n_steps=1),
+                 r"^grad_first_variation must return a tensor shaped like particles", id="gradient-numpy"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=0.1, lam=0.1, n_steps=-1), r"^n_steps must be ", id="n_steps-negative"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=0.1, lam=0.1, n_steps=1, estimator="adam"), r"^estimator must be one of",
+                 id="estimator-unknown"),
+    pytest.param(lambda: run_mfld(_grad, _X(), eta=0.1, lam=0.1, n_steps=1, estimator="svrg", batch_size=1),
+                 r"^estimator='svrg' needs grad_first_variation to follow the FiniteSumGradient",
+                 id="svrg-needs-finite-sum"),
+    pytest.param(lambda: run_mfld(small_problem(n=12), _Xp(), eta=0.1, lam=0.1, n_steps=1, estimator="sgd"),
+                 r"^estimator='sgd' needs batch_size", id="sgd-batch_size-missing"),
+    pytest.param(lambda: run_mfld(small_problem(n=12), _Xp(), eta=0.1, lam=0.1, n_steps=1, estimator="sgd", batch_size=13),
+                 r"^batch_size must be ", id="batch_size-above-n"),
+    pytest.param(lambda: run_mfld(small_problem(n=12), _Xp(), eta=0.1, lam=0.1, n_steps=1, estimator="sarah", batch_size=2,
+                                  epoch_length=0), r"^epoch_length must be ", id="epoch_length-zero"),
+]
+
+
+@pytest.mark.parametrize("call,match", RUN_MFLD_BAD_CALLS)
+def test_value_errors_of_run_mfld(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_regression_problem_is_a_finite_sum():
+    assert isinstance(small_problem(n=12), FiniteSumGradient)
 
 
 def test_divergence_error_names_the_step():
@@ -312,42 +326,50 @@ def test_divergence_error_names_the_step():
                  eta=0.3, lam=0.0, n_steps=10)
 
 
-def test_value_errors_of_helpers():
-    with pytest.raises(ValueError, match="samples"):
-        knn_entropy(torch.zeros(10))
-    with pytest.raises(ValueError, match="k"):
-        knn_entropy(torch.randn(10, 2), k=0)
-    with pytest.raises(ValueError, match="at least k"):
-        knn_entropy(torch.randn(3, 2), k=3)
-    with pytest.raises(ValueError, match="repeated"):
-        knn_entropy(torch.zeros(10, 2))
-    with pytest.raises(ValueError, match="lam"):
-        gibbs_fixed_point_grid(lambda p, m: p[:, 0], [torch.linspace(0, 1, 5)], lam=0.0)
-    with pytest.raises(ValueError, match="axes"):
-        gibbs_fixed_point_grid(lambda p, m: p[:, 0], [torch.linspace(0, 1, 5)] * 3, lam=1.0)
-    with pytest.raises(ValueError, match="uniformly spaced"):
-        gibbs_fixed_point_grid(lambda p, m: p[:, 0], [torch.tensor([0.0, 0.1, 0.5, 0.6])], lam=1.0)
-    with pytest.raises(ValueError, match="damping"):
-        gibbs_fixed_point_grid(lambda p, m: p[:, 0], [torch.linspace(0, 1, 5)], lam=1.0, damping=1.5)
+def _line(p, m):
+    return p[:, 0]
+
+
+HELPER_BAD_CALLS = [
+    pytest.param(lambda: knn_entropy(torch.zeros(10)), r"^samples must be a 2-D tensor", id="knn_entropy-samples-1d"),
+    pytest.param(lambda: knn_entropy(torch.randn(10, 2), k=0), r"^k must be ", id="knn_entropy-k-zero"),
+    pytest.param(lambda: knn_entropy(torch.randn(3, 2), k=3), r"^samples must have at least k \+ 1 = 4 rows",
+                 id="knn_entropy-samples-fewer-than-k"),
+    pytest.param(lambda: knn_entropy(torch.zeros(10, 2)), r"^samples contain repeated points", id="knn_entropy-samples-repeated"),
+    pytest.param(lambda: gibbs_fixed_point_grid(_line, [torch.linspace(0, 1, 5)], lam=0.0), r"^lam must be ",
+                 id="gibbs_fixed_point_grid-lam-zero"),
+    pytest.param(lambda: gibbs_fixed_point_grid(_line, [torch.linspace(0, 1, 5)] * 3, lam=1.0), r"^axes must hold 1 or 2",
+                 id="gibbs_fixed_point_grid-three-axes"),
+    pytest.param(lambda: gibbs_fixed_point_grid(_line, [torch.tensor([0.0, 0.1, 0.5, 0.6])], lam=1.0),
+                 r"^axes\[0\] must be increasing and uniformly spaced", id="gibbs_fixed_point_grid-axis-not-uniform"),
+    pytest.param(lambda: gibbs_fixed_point_grid(_line, [torch.linspace(0, 1, 5)], lam=1.0, damping=1.5), r"^damping must be ",
+                 id="gibbs_fixed_point_grid-damping-above-one"),
+    pytest.param(lambda: MeanFieldNet(2, activation="gelu"), r"^activation must be ", id="MeanFieldNet-activation"),
+    pytest.param(lambda: MeanFieldNet(0), r"^input_dim must be ", id="MeanFieldNet-input_dim-zero"),
+    pytest.param(lambda: MeanFieldNet(2)(torch.zeros(4, 5), torch.zeros(3, 2)), r"^particles must have shape",
+                 id="MeanFieldNet-particles-shape"),
+    pytest.param(lambda: MeanFieldNet(2)(torch.zeros(4, 3), torch.zeros(3, 4)), r"^X must have shape", id="MeanFieldNet-X-shape"),
+    pytest.param(lambda: MeanFieldRegression(MeanFieldNet(2), torch.zeros(3, 2), torch.tensor([1.0, 0.0, -1.0]), l2=0.1,
+                                             loss="logistic"), r"^y must take values in \{-1, 1\}",
+                 id="MeanFieldRegression-y-not-labels"),
+    pytest.param(lambda: MeanFieldRegression(MeanFieldNet(2), torch.zeros(3, 2), torch.zeros(3), l2=0.1, loss="hinge"),
+                 r"^loss must be one of", id="MeanFieldRegression-loss-unknown"),
+    pytest.param(lambda: MeanFieldRegression(MeanFieldNet(2), torch.zeros(3, 2), torch.zeros(3), l2=-1.0), r"^l2 must be ",
+                 id="MeanFieldRegression-l2-negative"),
+    pytest.param(lambda: MeanFieldRegression(MeanFieldNet(2), torch.zeros(3, 2), torch.zeros(3), l2=0.1, n_configs=2)(
+                 torch.zeros(4, 3)), r"^particles must have 2 \* 3 columns", id="MeanFieldRegression-particles-columns"),
+]
+
+
+@pytest.mark.parametrize("call,match", HELPER_BAD_CALLS)
+def test_value_errors_of_helpers(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_gibbs_fixed_point_grid_reports_no_convergence():
     with pytest.raises(RuntimeError, match="did not reach"):
-        gibbs_fixed_point_grid(lambda p, m: p[:, 0], [torch.linspace(0, 1, 5)], lam=1.0, damping=0.01, max_iter=3)
-    with pytest.raises(ValueError, match="activation"):
-        MeanFieldNet(2, activation="gelu")
-    with pytest.raises(ValueError, match="input_dim"):
-        MeanFieldNet(0)
-    net = MeanFieldNet(2)
-    with pytest.raises(ValueError, match="particles must have shape"):
-        net(torch.zeros(4, 5), torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="X must have shape"):
-        net(torch.zeros(4, 3), torch.zeros(3, 4))
-    with pytest.raises(ValueError, match="y must take values"):
-        MeanFieldRegression(net, torch.zeros(3, 2), torch.tensor([1.0, 0.0, -1.0]), l2=0.1, loss="logistic")
-    with pytest.raises(ValueError, match="loss"):
-        MeanFieldRegression(net, torch.zeros(3, 2), torch.zeros(3), l2=0.1, loss="hinge")
-    with pytest.raises(ValueError, match="l2"):
-        MeanFieldRegression(net, torch.zeros(3, 2), torch.zeros(3), l2=-1.0)
-    with pytest.raises(ValueError, match="columns"):
-        MeanFieldRegression(net, torch.zeros(3, 2), torch.zeros(3), l2=0.1, n_configs=2)(torch.zeros(4, 3))
+        gibbs_fixed_point_grid(_line, [torch.linspace(0, 1, 5)], lam=1.0, damping=0.01, max_iter=3)
 
 
 def test_last_outputs_are_the_outputs_of_the_last_full_gradient_call():

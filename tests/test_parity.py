@@ -173,38 +173,51 @@ def test_divergence_error_on_non_finite_particles():
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(n=10, d=3, k=4), "k"), (dict(n=10, d=3, k=0), "k"), (dict(n=0, d=3, k=2), "n"),
-    (dict(n=10, d=0, k=1), "d"), (dict(n=2.5, d=3, k=2), "n"),
+    pytest.param(dict(n=10, d=3, k=4), "k", id="k-above-d"), pytest.param(dict(n=10, d=3, k=0), "k", id="k-zero"),
+    pytest.param(dict(n=0, d=3, k=2), "n", id="n-zero"), pytest.param(dict(n=10, d=0, k=1), "d", id="d-zero"),
+    pytest.param(dict(n=2.5, d=3, k=2), "n", id="n-float"),
 ])
 def test_sparse_parity_bad_input(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=rf"^{name} must be "):
         sparse_parity(**kwargs)
 
 
-def test_bad_labels_and_arguments():
-    g = torch.Generator().manual_seed(9)
-    Z, y = sparse_parity(20, 4, 2, generator=g, device=CPU)
-    bad = y.clone(); bad[0] = 0.0
-    ok = dict(n_particles=8, eta=0.1, lam=1e-3, lam1=1.0, n_steps=1)
-    with pytest.raises(ValueError, match="labels"):
-        train_mfld_parity(Z, bad, **ok)
-    with pytest.raises(ValueError, match="labels"):
-        kernel_ridge_error(ntk_kernel, Z, bad, Z, y, [1e-3])
-    with pytest.raises(ValueError, match="labels"):
-        kernel_ridge_error(ntk_kernel, Z, y, Z, bad, [1e-3])
-    model = train_mfld_parity(Z, y, **ok)
-    with pytest.raises(ValueError, match="labels"):
-        model.error(Z, bad)
-    for key, value in [("n_particles", 0), ("eta", 0.0), ("lam", -1.0), ("lam1", 0.0), ("n_steps", -1), ("chunk", 0)]:
-        with pytest.raises(ValueError, match=key):
-            train_mfld_parity(Z, y, **{**ok, key: value})
-    with pytest.raises(ValueError, match="shape"):
-        train_mfld_parity(Z, y[:10], **ok)
-    with pytest.raises(ValueError, match="ridges"):
-        kernel_ridge_error(ntk_kernel, Z, y, Z, y, [])
-    with pytest.raises(ValueError, match="ridges"):
-        kernel_ridge_error(ntk_kernel, Z, y, Z, y, [-1.0])
-    with pytest.raises(ValueError, match="threshold"):
-        sample_complexity({10: 0.1}, 1.5)
-    with pytest.raises(ValueError, match="A and B"):
-        ntk_kernel(Z, Z[:, :2])
+def _data():
+    """Z, y of a small 2-parity problem, and y with one label set to 0."""
+    Z, y = sparse_parity(20, 4, 2, generator=torch.Generator().manual_seed(9), device=CPU)
+    bad = y.clone()
+    bad[0] = 0.0
+    return Z, y, bad
+
+
+_OK = dict(n_particles=8, eta=0.1, lam=1e-3, lam1=1.0, n_steps=1)
+
+# each call gets (Z, y, bad) from `_data`
+BAD_CALLS = [
+    pytest.param(lambda Z, y, bad: train_mfld_parity(Z, bad, **_OK), r"^y must contain only labels",
+                 id="train_mfld_parity-y-labels"),
+    pytest.param(lambda Z, y, bad: kernel_ridge_error(ntk_kernel, Z, bad, Z, y, [1e-3]), r"^y must contain only labels",
+                 id="kernel_ridge_error-y-labels"),
+    pytest.param(lambda Z, y, bad: kernel_ridge_error(ntk_kernel, Z, y, Z, bad, [1e-3]), r"^y_test must contain only labels",
+                 id="kernel_ridge_error-y_test-labels"),
+    pytest.param(lambda Z, y, bad: train_mfld_parity(Z, y, **_OK).error(Z, bad), r"^y must contain only labels",
+                 id="ParityMFLDModel.error-y-labels"),
+    *[pytest.param((lambda Z, y, bad, key=key, value=value: train_mfld_parity(Z, y, **{**_OK, key: value})),
+                   rf"^{key} must be ", id=f"train_mfld_parity-{key}")
+      for key, value in [("n_particles", 0), ("eta", 0.0), ("lam", -1.0), ("lam1", 0.0), ("n_steps", -1), ("chunk", 0)]],
+    pytest.param(lambda Z, y, bad: train_mfld_parity(Z, y[:10], **_OK), r"^y\[0\] must have shape \[20\]",
+                 id="train_mfld_parity-y-shape"),
+    pytest.param(lambda Z, y, bad: kernel_ridge_error(ntk_kernel, Z, y, Z, y, []), r"^ridges must hold at least one value",
+                 id="kernel_ridge_error-ridges-empty"),
+    pytest.param(lambda Z, y, bad: kernel_ridge_error(ntk_kernel, Z, y, Z, y, [-1.0]), r"^ridges must be ",
+                 id="kernel_ridge_error-ridges-negative"),
+    pytest.param(lambda Z, y, bad: sample_complexity({10: 0.1}, 1.5), r"^threshold must be ", id="sample_complexity-threshold"),
+    pytest.param(lambda Z, y, bad: ntk_kernel(Z, Z[:, :2]), r"^A and B must be ", id="ntk_kernel-A-B-dimensions"),
+]
+
+
+@pytest.mark.parametrize("call,match", BAD_CALLS)
+def test_bad_labels_and_arguments(call, match):
+    data = _data()
+    with pytest.raises(ValueError, match=match):
+        call(*data)

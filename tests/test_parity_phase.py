@@ -37,19 +37,21 @@ def test_rotated_parity_shares_labels_and_is_the_hypercube_in_the_rotated_basis(
 
 
 @pytest.mark.parametrize("rotation, match", [
-    (torch.eye(7, dtype=torch.float64), r"shape \[8, 8\]"),
-    (2 * torch.eye(8, dtype=torch.float64), "orthogonal"),
+    pytest.param(torch.eye(7, dtype=torch.float64), r"^rotation must have shape \[8, 8\]", id="rotation-shape"),
+    pytest.param(2 * torch.eye(8, dtype=torch.float64), r"^rotation must be an orthogonal matrix", id="rotation-not-orthogonal"),
 ])
 def test_rotated_parity_rejects_bad_rotations(rotation, match):
     with pytest.raises(ValueError, match=match):
         rotated_sparse_parity(10, 8, 2, rotation, device=CPU)
 
 
-def test_rotated_parity_rejects_bad_sizes():
-    with pytest.raises(ValueError, match="k"):
-        rotated_sparse_parity(10, 4, 5, None, device=CPU)
-    with pytest.raises(ValueError, match="d"):
-        random_orthogonal(0)
+@pytest.mark.parametrize("call, match", [
+    pytest.param(lambda: rotated_sparse_parity(10, 4, 5, None, device=CPU), r"^k must be ", id="rotated_sparse_parity-k-above-d"),
+    pytest.param(lambda: random_orthogonal(0), r"^d must be ", id="random_orthogonal-d-zero"),
+])
+def test_rotated_parity_rejects_bad_sizes(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def test_kernels_and_kernel_ridge_do_not_see_the_rotation():
@@ -94,9 +96,9 @@ def test_subspace_share():
     inside[:, :3] = torch.randn(40, 3, generator=g)
     assert abs(subspace_share(inside, axes) - 1.0) < 1e-12
     assert subspace_share(torch.cat([inside, torch.zeros(40, 2)], 1)[:, [3, 4, 5, 6, 7, 0, 1, 2, 8, 9]], axes) < 1e-12
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"^basis must have shape \[k, 8\]"):
         subspace_share(P, torch.eye(7, dtype=torch.float64)[:3])
-    with pytest.raises(ValueError, match="orthonormal"):
+    with pytest.raises(ValueError, match=r"^basis must have orthonormal rows"):
         subspace_share(P, 2 * axes)
 
 
@@ -112,13 +114,23 @@ def test_mfld_error_grid_learns_a_rotated_two_parity_and_aligns_with_the_rotated
     assert float(share_rot.min()) > 0.5 > float(share_axes.max())
 
 
-def test_grids_reject_bad_arguments_and_stop_early():
-    with pytest.raises(ValueError, match="ns"):
-        kernel_error_grid(ntk_kernel, 5, [], 2, 1, n_test=10, ridges=(1e-3,), device=CPU)
-    with pytest.raises(ValueError, match="seeds"):
-        mfld_error_grid(5, [10], 2, 0, n_test=10, n_particles=4, eta=0.5, lam=0.0, lam1=1.0, n_steps=1, device=CPU)
-    with pytest.raises(ValueError, match="n_test"):
-        mfld_error_grid(5, [10], 2, 1, n_test=0, n_particles=4, eta=0.5, lam=0.0, lam1=1.0, n_steps=1, device=CPU)
+_MFLD_GRID = dict(n_particles=4, eta=0.5, lam=0.0, lam1=1.0, n_steps=1, device=CPU)
+
+
+@pytest.mark.parametrize("call, match", [
+    pytest.param(lambda: kernel_error_grid(ntk_kernel, 5, [], 2, 1, n_test=10, ridges=(1e-3,), device=CPU),
+                 r"^ns must hold at least one sample size", id="kernel_error_grid-ns-empty"),
+    pytest.param(lambda: mfld_error_grid(5, [10], 2, 0, n_test=10, **_MFLD_GRID), r"^seeds must be ",
+                 id="mfld_error_grid-seeds-zero"),
+    pytest.param(lambda: mfld_error_grid(5, [10], 2, 1, n_test=0, **_MFLD_GRID), r"^n_test must be ",
+                 id="mfld_error_grid-n_test-zero"),
+])
+def test_grids_reject_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_grids_stop_early():
     err = kernel_error_grid(ntk_kernel, 4, [128, 256, 512], 2, 2, n_test=100, ridges=(1e-6, 1e-3),
                             generator=torch.Generator().manual_seed(10), device=CPU, stop_below=0.0)
     assert (err[0] == 0).all() and np.isnan(err[1:]).all()
@@ -133,5 +145,5 @@ def test_first_gradient_signal_scales_like_the_fourier_coefficient():
     assert 3.0 < s2 < 5.5 and 6.0 < s3 < 12.0
     signal, noise, n_eq = sig(8, 1)
     assert n_eq < 3 and noise > 0 and math.isclose(n_eq, (noise / signal) ** 2)
-    with pytest.raises(ValueError, match="k"):
+    with pytest.raises(ValueError, match=r"^k must be "):
         initial_gradient_snr(4, 4)

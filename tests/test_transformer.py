@@ -177,48 +177,57 @@ def test_divergence_detected():
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(L=0, k=3, smoothness=1.0, noise_std=0.1), "L"),
-    (dict(L=4, k=1, smoothness=1.0, noise_std=0.1), "k"),
-    (dict(L=4, k=3, smoothness=0.0, noise_std=0.1), "smoothness"),
-    (dict(L=4, k=3, smoothness=1.0, noise_std=-0.1), "noise_std"),
-    (dict(L=4, k=3, smoothness=1.0, noise_std=0.1, key_gap=-1.0), "key_gap"),
+    pytest.param(dict(L=0, k=3, smoothness=1.0, noise_std=0.1), "L", id="L-zero"),
+    pytest.param(dict(L=4, k=1, smoothness=1.0, noise_std=0.1), "k", id="k-one"),
+    pytest.param(dict(L=4, k=3, smoothness=0.0, noise_std=0.1), "smoothness", id="smoothness-zero"),
+    pytest.param(dict(L=4, k=3, smoothness=1.0, noise_std=-0.1), "noise_std", id="noise_std-negative"),
+    pytest.param(dict(L=4, k=3, smoothness=1.0, noise_std=0.1, key_gap=-1.0), "key_gap", id="key_gap-negative"),
 ])
 def test_task_value_errors(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=rf"^{name} must be "):
         TokenSelectionTask(**kwargs)
 
 
-def test_model_value_errors():
-    with pytest.raises(ValueError, match="window"):
-        SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=9, L=8)
-    with pytest.raises(ValueError, match="L"):
-        SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=2, L=0)
-    with pytest.raises(ValueError, match="d_model"):
-        SelectiveTransformer(k=3, d_model=9, n_heads=2, n_layers=1, window=2)
-    model = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=6)
-    with pytest.raises(ValueError, match="window"):
-        model(torch.rand(2, 5, 3))                              # window 6 > L = 5
-    with pytest.raises(ValueError, match="3-D"):
-        model(torch.rand(5, 3))
-    with pytest.raises(ValueError, match="k=3"):
-        model(torch.rand(2, 8, 4))
-    task = TokenSelectionTask(L=8, k=3, smoothness=1.0, noise_std=0.1)
-    with pytest.raises(ValueError, match="3-D"):
-        task.important_index(torch.rand(8, 3))
-    with pytest.raises(ValueError, match="k=3"):
-        task.important_index(torch.rand(2, 8, 4))
-    with pytest.raises(ValueError, match="window"):
-        window_mask(4, 5)
-    X, y = task.sample(16, torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="steps"):
-        fit_regressor(model, X, y, steps=0, lr=1e-3, batch_size=4)
-    with pytest.raises(ValueError, match="lr"):
-        fit_regressor(model, X, y, steps=1, lr=-1.0, batch_size=4)
-    with pytest.raises(ValueError, match="batch_size"):
-        fit_regressor(model, X, y, steps=1, lr=1e-3, batch_size=0)
-    with pytest.raises(ValueError, match="3-D"):
-        fit_regressor(model, X[0], y, steps=1, lr=1e-3, batch_size=4)
-    with pytest.raises(ValueError, match="y"):
-        fit_regressor(model, X, y[:3], steps=1, lr=1e-3, batch_size=4)
-    with pytest.raises(ValueError, match="n_test"):
-        excess_risk(model, task, 0)
+def _model():
+    return SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=6)
+
+
+def _task():
+    return TokenSelectionTask(L=8, k=3, smoothness=1.0, noise_std=0.1)
+
+
+def _fit(X=None, y=None, **kw):
+    X0, y0 = _task().sample(16, torch.Generator().manual_seed(0))
+    args = dict(steps=1, lr=1e-3, batch_size=4) | kw
+    return fit_regressor(_model(), X0 if X is None else X(X0), y0 if y is None else y(y0), **args)
+
+
+MODEL_BAD_CALLS = [
+    pytest.param(lambda: SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=9, L=8), r"^window must be ",
+                 id="SelectiveTransformer-window-above-L"),
+    pytest.param(lambda: SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=2, L=0), r"^L must be ",
+                 id="SelectiveTransformer-L-zero"),
+    pytest.param(lambda: SelectiveTransformer(k=3, d_model=9, n_heads=2, n_layers=1, window=2),
+                 r"^d_model must be a multiple of n_heads", id="SelectiveTransformer-d_model"),
+    pytest.param(lambda: _model()(torch.zeros(2, 5, 3)), r"^window must be in \[1, L=5\]",
+                 id="SelectiveTransformer.forward-window-above-X-length"),
+    pytest.param(lambda: _model()(torch.zeros(5, 3)), r"^X must be a 3-D tensor", id="SelectiveTransformer.forward-X-2d"),
+    pytest.param(lambda: _model()(torch.zeros(2, 8, 4)), r"^X must have k=3 coordinates", id="SelectiveTransformer.forward-X-k"),
+    pytest.param(lambda: _task().important_index(torch.zeros(8, 3)), r"^X must be a 3-D tensor",
+                 id="TokenSelectionTask.important_index-X-2d"),
+    pytest.param(lambda: _task().important_index(torch.zeros(2, 8, 4)), r"^X must have shape \[n, L=8, k=3\]",
+                 id="TokenSelectionTask.important_index-X-k"),
+    pytest.param(lambda: window_mask(4, 5), r"^window must be ", id="window_mask-window-above-L"),
+    pytest.param(lambda: _fit(steps=0), r"^steps must be ", id="fit_regressor-steps-zero"),
+    pytest.param(lambda: _fit(lr=-1.0), r"^lr must be ", id="fit_regressor-lr-negative"),
+    pytest.param(lambda: _fit(batch_size=0), r"^batch_size must be ", id="fit_regressor-batch_size-zero"),
+    pytest.param(lambda: _fit(X=lambda X: X[0]), r"^X must be a 3-D tensor", id="fit_regressor-X-2d"),
+    pytest.param(lambda: _fit(y=lambda y: y[:3]), r"^y must be a tensor of shape \[n=16\]", id="fit_regressor-y-length"),
+    pytest.param(lambda: excess_risk(_model(), _task(), 0), r"^n_test must be ", id="excess_risk-n_test-zero"),
+]
+
+
+@pytest.mark.parametrize("call, match", MODEL_BAD_CALLS)
+def test_model_value_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -20,11 +20,12 @@ def test_matched_width_shrinks_with_input_dimension():
     assert widths[0] > widths[1] > widths[2]
 
 
-@pytest.mark.parametrize("kw,name", [(dict(L=0, k=4, budget=100), "L"), (dict(L=4, k=0, budget=100), "k"),
-                                     (dict(L=4, k=4, budget=0), "budget"),
-                                     (dict(L=4, k=4, budget=100, depth=0), "depth")])
+@pytest.mark.parametrize("kw,name", [pytest.param(dict(L=0, k=4, budget=100), "L", id="L-zero"),
+                                     pytest.param(dict(L=4, k=0, budget=100), "k", id="k-zero"),
+                                     pytest.param(dict(L=4, k=4, budget=0), "budget", id="budget-zero"),
+                                     pytest.param(dict(L=4, k=4, budget=100, depth=0), "depth", id="depth-zero")])
 def test_matched_width_errors(kw, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=rf"^{name} must be "):
         matched_mlp_width(**kw)
 
 
@@ -51,20 +52,27 @@ def test_kernel_ridge_fails_on_a_long_window():
     assert kernel_ridge_excess_risk(task, X, y, n_test=1000) > 0.5 * _var_f(task)
 
 
-def test_kernel_ridge_errors():
+# each call gets (task, X, y): a task with L = 2, k = 3 and 50 samples of it
+KERNEL_RIDGE_BAD_CALLS = [
+    pytest.param(lambda task, X, y: kernel_ridge_excess_risk(task, X[0], y, n_test=10), r"^X must be a 3-D tensor",
+                 id="X-2d"),
+    pytest.param(lambda task, X, y: kernel_ridge_excess_risk(task, X[:, :, :2], y, n_test=10),
+                 r"^X must have shape \[n, L=2, k=3\]", id="X-k"),
+    pytest.param(lambda task, X, y: kernel_ridge_excess_risk(task, X, y[:-1], n_test=10),
+                 r"^y must be a tensor of shape \[n=50\]", id="y-length"),
+    pytest.param(lambda task, X, y: kernel_ridge_excess_risk(task, X, y, n_test=0), r"^n_test must be ", id="n_test-zero"),
+    pytest.param(lambda task, X, y: kernel_ridge_excess_risk(task, X, y, n_test=10, alphas=()),
+                 r"^alphas must be a non-empty sequence", id="alphas-empty"),
+    pytest.param(lambda task, X, y: kernel_ridge_excess_risk(task, X, y, n_test=10, alphas=(0.1, -1.0)),
+                 r"^alphas\[1\] must be ", id="alphas-negative"),
+    pytest.param(lambda task, X, y: kernel_ridge_excess_risk(task, X[:5], y[:5], n_test=10),
+                 r"^n \(X\.shape\[0\]\) must be an integer in \[10, inf\)", id="X-too-few-samples"),
+]
+
+
+@pytest.mark.parametrize("call, match", KERNEL_RIDGE_BAD_CALLS)
+def test_kernel_ridge_errors(call, match):
     task = TokenSelectionTask(L=2, k=3, smoothness=1.0, noise_std=0.1)
     X, y = task.sample(50, torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="X"):
-        kernel_ridge_excess_risk(task, X[0], y, n_test=10)
-    with pytest.raises(ValueError, match="X"):
-        kernel_ridge_excess_risk(task, X[:, :, :2], y, n_test=10)
-    with pytest.raises(ValueError, match="y"):
-        kernel_ridge_excess_risk(task, X, y[:-1], n_test=10)
-    with pytest.raises(ValueError, match="n_test"):
-        kernel_ridge_excess_risk(task, X, y, n_test=0)
-    with pytest.raises(ValueError, match="alphas"):
-        kernel_ridge_excess_risk(task, X, y, n_test=10, alphas=())
-    with pytest.raises(ValueError, match="alphas"):
-        kernel_ridge_excess_risk(task, X, y, n_test=10, alphas=(0.1, -1.0))
-    with pytest.raises(ValueError, match="n"):
-        kernel_ridge_excess_risk(task, X[:5], y[:5], n_test=10)
+    with pytest.raises(ValueError, match=match):
+        call(task, X, y)

@@ -34,25 +34,32 @@ def test_target_ignores_all_other_coordinates():
     assert not torch.allclose(task.regression_function(X3), task.regression_function(X))
 
 
-@pytest.mark.parametrize("kw,name", [(dict(L=0), "L"), (dict(k=0), "k"), (dict(smoothness=0.0), "smoothness"),
-                                     (dict(noise_std=-1.0), "noise_std"), (dict(n_important=0), "n_important"),
-                                     (dict(n_important=5), "n_important"), (dict(decay=0.0), "decay"),
-                                     (dict(decay=1.5), "decay")])
+@pytest.mark.parametrize("kw,name", [
+    pytest.param(dict(L=0), "L", id="L-zero"), pytest.param(dict(k=0), "k", id="k-zero"),
+    pytest.param(dict(smoothness=0.0), "smoothness", id="smoothness-zero"),
+    pytest.param(dict(noise_std=-1.0), "noise_std", id="noise_std-negative"),
+    pytest.param(dict(n_important=0), "n_important", id="n_important-zero"),
+    pytest.param(dict(n_important=5), "n_important", id="n_important-above-L"),
+    pytest.param(dict(decay=0.0), "decay", id="decay-zero"), pytest.param(dict(decay=1.5), "decay", id="decay-above-one"),
+])
 def test_errors(kw, name):
     base = dict(L=4, k=3, smoothness=1.0, noise_std=0.1)
     base.update(kw)
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=rf"^{name} must be "):
         FixedImportanceTask(**base)
 
 
-def test_input_errors():
+@pytest.mark.parametrize("call, match", [
+    pytest.param(lambda task: task.regression_function(torch.zeros(4, 3)), r"^X must be a 3-D tensor",
+                 id="regression_function-X-2d"),
+    pytest.param(lambda task: task.regression_function(torch.zeros(2, 4, 4)), r"^X must have shape \[n, L=4, k=3\]",
+                 id="regression_function-X-k"),
+    pytest.param(lambda task: task.sample(0), r"^n must be ", id="sample-n-zero"),
+])
+def test_input_errors(call, match):
     task = FixedImportanceTask(L=4, k=3, smoothness=1.0, noise_std=0.1)
-    with pytest.raises(ValueError, match="3-D"):
-        task.regression_function(torch.rand(4, 3))
-    with pytest.raises(ValueError, match="k=3"):
-        task.regression_function(torch.rand(2, 4, 4))
-    with pytest.raises(ValueError, match="n"):
-        task.sample(0)
+    with pytest.raises(ValueError, match=match):
+        call(task)
 
 
 def test_transformer_and_kernel_ridge_learn_a_short_window():

@@ -48,26 +48,32 @@ def test_ranked_index_and_second_term():
     assert torch.equal(task.important_index(X), task.ranked_index(X, 0))
 
 
-@pytest.mark.parametrize("kw,name", [(dict(L=0), "L"), (dict(T=3), "T"), (dict(k=1), "k"), (dict(smoothness=0.0), "smoothness"),
-                                     (dict(noise_std=-1.0), "noise_std"), (dict(key_spacing=-0.1), "key_spacing"),
-                                     (dict(key_offset=-1.0), "key_offset"), (dict(second_weight=-0.1), "second_weight"),
-                                     (dict(L=1, second_weight=0.5), "L")])
+@pytest.mark.parametrize("kw,name", [
+    pytest.param(dict(L=0), "L", id="L-zero"), pytest.param(dict(T=3), "T", id="T-below-L"),
+    pytest.param(dict(k=1), "k", id="k-one"), pytest.param(dict(smoothness=0.0), "smoothness", id="smoothness-zero"),
+    pytest.param(dict(noise_std=-1.0), "noise_std", id="noise_std-negative"),
+    pytest.param(dict(key_spacing=-0.1), "key_spacing", id="key_spacing-negative"),
+    pytest.param(dict(key_offset=-1.0), "key_offset", id="key_offset-negative"),
+    pytest.param(dict(second_weight=-0.1), "second_weight", id="second_weight-negative"),
+    pytest.param(dict(L=1, second_weight=0.5), "L", id="L-one-with-second_weight"),
+])
 def test_task_errors(kw, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=rf"^{name} must be "):
         _task(**kw)
 
 
-def test_task_input_errors():
+@pytest.mark.parametrize("call, match", [
+    pytest.param(lambda task, X: task.ranked_index(X[0]), r"^X must be a 3-D tensor", id="ranked_index-X-2d"),
+    pytest.param(lambda task, X: task.ranked_index(X[:, :9]), r"^X must have shape \[n, T=10, k=3\]",
+                 id="ranked_index-X-length"),
+    pytest.param(lambda task, X: task.ranked_index(X, 4), r"^rank must be ", id="ranked_index-rank-above-L"),
+    pytest.param(lambda task, X: task.sample(0), r"^n must be ", id="sample-n-zero"),
+])
+def test_task_input_errors(call, match):
     task = _task()
     X, _ = task.sample(4, torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="3-D"):
-        task.ranked_index(X[0])
-    with pytest.raises(ValueError, match="T=10"):
-        task.ranked_index(X[:, :9])
-    with pytest.raises(ValueError, match="rank"):
-        task.ranked_index(X, 4)
-    with pytest.raises(ValueError, match="n"):
-        task.sample(0)
+    with pytest.raises(ValueError, match=match):
+        call(task, X)
 
 
 def test_readout_shapes_and_shift_equivariance():
@@ -81,9 +87,9 @@ def test_readout_shapes_and_shift_equivariance():
     shifted = seq(torch.roll(X, 2, dims=1))
     # two layers of width-4 windows see 7 tokens: outputs at t >= 2 + 6 are clear of the wrap-around
     torch.testing.assert_close(shifted[:, 5:], out[:, 3:-2])
-    with pytest.raises(ValueError, match="SelectiveTransformer"):
+    with pytest.raises(ValueError, match=r"^model must be a SelectiveTransformer"):
         SequenceReadout(torch.nn.Linear(3, 1), L=4)
-    with pytest.raises(ValueError, match="window"):
+    with pytest.raises(ValueError, match=r"^model\.window must be "):
         SequenceReadout(net, L=3)
 
 
@@ -95,11 +101,11 @@ def test_window_mlp_applies_one_mlp_to_every_window():
     assert out.shape == (4, 5)
     for p in range(5):
         torch.testing.assert_close(out[:, p], mlp.net(X[:, p:p + 3].flatten(1)).squeeze(-1).clamp(-3, 3))
-    with pytest.raises(ValueError, match="X"):
+    with pytest.raises(ValueError, match=r"^X must be a 3-D tensor \[n, T >= L=3, k=2\]"):
         mlp(torch.rand(4, 2, 2))
-    with pytest.raises(ValueError, match="X"):
+    with pytest.raises(ValueError, match=r"^X must be a 3-D tensor \[n, T >= L=3, k=2\]"):
         mlp(torch.rand(4, 7, 3))
-    with pytest.raises(ValueError, match="width"):
+    with pytest.raises(ValueError, match=r"^width must be "):
         WindowMLP(L=3, k=2, width=0)
 
 
@@ -118,16 +124,16 @@ def test_hand_set_selector_attains_bayes_risk_at_every_position():
     soft = SequenceReadout(hand_set_selector(k=3, window=6, g=task.g, beta=10.0), L=6)   # beta * delta / 2 = 0.5
     assert sequence_excess_risk(soft, task, 5000) > 1e-3
     assert float(sequence_attention_mass(soft.model, task, 2000)) < 0.9
-    with pytest.raises(ValueError, match="beta"):
+    with pytest.raises(ValueError, match=r"^beta must be "):
         hand_set_selector(k=3, window=6, g=task.g, beta=0.0)
 
 
 def test_excess_risk_checks_output_shape():
     task = _task()
     net = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=4, positional=False)
-    with pytest.raises(ValueError, match="P=7"):
+    with pytest.raises(ValueError, match=r"^model must return \[n, P=7\] outputs"):
         sequence_excess_risk(net, task, 10)                     # forward returns [n], not [n, P]
-    with pytest.raises(ValueError, match="n_test"):
+    with pytest.raises(ValueError, match=r"^n_test must be "):
         sequence_excess_risk(SequenceReadout(net, 4), task, 0)
 
 
@@ -163,7 +169,7 @@ def test_multi_output_training_matches_single_output_and_learns():
     fit_ensemble([model], Xs[None], ys[None], [512], steps=300, lr=3e-3, batch_size=32,
                  generator=torch.Generator().manual_seed(5))
     assert sequence_excess_risk(model, seq_task, 1000) < 0.5 * before
-    with pytest.raises(ValueError, match="y"):
+    with pytest.raises(ValueError, match=r"^y must have shape \[S, N\]"):
         fit_ensemble([model], Xs[None], ys[None, :, :, None], [512], steps=1, lr=1e-3, batch_size=4)
 
 
@@ -181,22 +187,33 @@ def test_length_curriculum_carries_weights_to_long_windows():
     assert excess_risk(model, long, 1000) < 0.5 * before
 
 
-def test_length_curriculum_errors():
-    X, y = torch.rand(1, 8, 4, 2), torch.rand(1, 8)
-    XL, yL = torch.rand(1, 8, 6, 2), torch.rand(1, 8)
-    pe = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=6, positional=True)
-    no_pe = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=6, positional=False)
-    kw = dict(steps_short=1, steps_long=1, lr=1e-3, batch_size=4)
-    with pytest.raises(ValueError, match="positional"):
-        fit_length_curriculum([pe], (X, y), (XL, yL), [8], **kw)
-    with pytest.raises(ValueError, match="models"):
-        fit_length_curriculum([], (X, y), (XL, yL), [8], **kw)
-    with pytest.raises(ValueError, match="short"):
-        fit_length_curriculum([no_pe], (XL, yL), (X, y), [8], **kw)
-    with pytest.raises(ValueError, match="4-D"):
-        fit_length_curriculum([no_pe], (X[0], y), (XL, yL), [8], **kw)
-    with pytest.raises(ValueError, match="steps_short"):
-        fit_length_curriculum([no_pe], (X, y), (XL, yL), [8], steps_short=0, steps_long=1, lr=1e-3, batch_size=4)
+def _curriculum(models, short_first=True, short_X=lambda X: X, **kw):
+    """fit_length_curriculum on windows of 4 (short) and 6 (long) tokens; the arguments break one thing each."""
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.rand(1, 8, 4, 2, generator=g), torch.rand(1, 8, generator=g)
+    XL, yL = torch.rand(1, 8, 6, 2, generator=g), torch.rand(1, 8, generator=g)
+    short, long = ((short_X(X), y), (XL, yL)) if short_first else ((XL, yL), (X, y))
+    args = dict(steps_short=1, steps_long=1, lr=1e-3, batch_size=4) | kw
+    fit_length_curriculum(models(), short, long, [8], **args)
+
+
+def _net(positional):
+    return [SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=6, positional=positional)]
+
+
+@pytest.mark.parametrize("call, match", [
+    pytest.param(lambda: _curriculum(lambda: _net(True)), r"^models\[0\] must be a SelectiveTransformer with positional=False",
+                 id="models-positional"),
+    pytest.param(lambda: _curriculum(lambda: []), r"^models must be a non-empty sequence", id="models-empty"),
+    pytest.param(lambda: _curriculum(lambda: _net(False), short_first=False),
+                 r"^short windows must not be longer than long ones", id="short-longer-than-long"),
+    pytest.param(lambda: _curriculum(lambda: _net(False), short_X=lambda X: X[0]), r"^short\[0\] must be a 4-D tensor",
+                 id="short-X-3d"),
+    pytest.param(lambda: _curriculum(lambda: _net(False), steps_short=0), r"^steps_short must be ", id="steps_short-zero"),
+])
+def test_length_curriculum_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 
@@ -220,12 +237,14 @@ def test_two_layers_can_select_the_second_ranked_token():
     assert err0 > 1e-3
 
 
-def test_second_selector_errors():
-    with pytest.raises(ValueError, match="task"):
-        hand_set_second_selector(TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1))
-    with pytest.raises(ValueError, match="L"):
-        hand_set_second_selector(_task(L=1, T=4))
-    with pytest.raises(ValueError, match="beta"):
-        hand_set_second_selector(_task(), beta=0.0)
-    with pytest.raises(ValueError, match="K"):
-        hand_set_second_selector(_task(), K=1e4)                # exp(K key) would overflow float64
+@pytest.mark.parametrize("call, match", [
+    pytest.param(lambda: hand_set_second_selector(TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1)),
+                 r"^task must be a SequenceSelectionTask", id="task-type"),
+    pytest.param(lambda: hand_set_second_selector(_task(L=1, T=4)), r"^task\.L must be >= 2", id="task-L-one"),
+    pytest.param(lambda: hand_set_second_selector(_task(), beta=0.0), r"^beta must be ", id="beta-zero"),
+    pytest.param(lambda: hand_set_second_selector(_task(), K=1e4), r"^K must be ",          # exp(K key) would overflow float64
+                 id="K-overflows"),
+])
+def test_second_selector_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
