@@ -21,7 +21,7 @@ JB_ARGS := . --toc _toc.yml --path-output book -W -n --keep-going
 export OMP_NUM_THREADS ?= 1
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help venv book test export-check unit quick stale site site-test pages nbs reproduce paper clean mathjax
+.PHONY: help venv book test export-check unit quick stale site site-test pages nbs reproduce paper install-check clean mathjax
 
 help:
 	@echo "make book       - set up, execute the chapters whose stored outputs are stale (parallel), render the site"
@@ -99,6 +99,15 @@ reproduce: $(STAMP)
 # Paper scale on a GPU, one chapter at a time (at most 10 minutes each), into paper/ (commit its notebooks).
 paper: $(STAMP)
 	$(BIN)/python tools/chapters.py run --scale paper --out paper --jobs 1 --wall 600 $(CHAPTERS)
+
+# A plain `pip install .` (runtime dependencies only, no [dev]) in a fresh venv runs the package's code paths
+# (POT, scikit-learn, scipy, matplotlib, tqdm). Not part of `make test`: it downloads and installs a whole venv.
+INSTALL_CHECK_VENV ?= /tmp/learnthy-install-check
+install-check:
+	rm -rf $(INSTALL_CHECK_VENV) && $(PYTHON) -m venv $(INSTALL_CHECK_VENV)
+	$(INSTALL_CHECK_VENV)/bin/python -m pip install -q "$(TORCH)" 2>&1 | { $(PIPQUIET); }
+	$(INSTALL_CHECK_VENV)/bin/python -m pip install -q . 2>&1 | { $(PIPQUIET); }
+	cd $(INSTALL_CHECK_VENV) && bin/python $(CURDIR)/tools/install_check.py
 
 # Re-vendor MathJax 3 from the npm registry (the site must render math with no CDN).
 mathjax:

@@ -273,6 +273,8 @@ def kde_tv(x0: Tensor, density, bandwidth: float, grid_size: int = 4096, reflect
     of density.support^d when `reflect`) and `density`, by the midpoint rule on grid_size^(1/d)... points per
     axis: 1/2 int |p_hat - p|. p_hat(x) = 1/n sum_i prod_k phi_h(x_k - x_ik) (+ mirror images)."""
     d = density.d
+    if d > 2:
+        raise ValueError(f"density must have dimension d <= 2 (kde_tv integrates on a grid); got density.d = {d}")
     x0 = _check_points(x0, d, "x0").to(torch.float64)
     h = float(check_range("bandwidth", bandwidth, 0, None, low_inclusive=False))
     lo, hi = density.support
@@ -291,9 +293,7 @@ def kde_tv(x0: Tensor, density, bandwidth: float, grid_size: int = 4096, reflect
         p_hat = mats[0].mean(0)
         p = density.pdf(g[:, None])
     else:
-        p_hat = torch.einsum("ia,ib->ab", mats[0], mats[1]) / x0.shape[0] if d == 2 else None
-        if p_hat is None:
-            raise ValueError("kde_tv supports d <= 2")
+        p_hat = torch.einsum("ia,ib->ab", mats[0], mats[1]) / x0.shape[0]
         mesh = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1)
         p = density.pdf(mesh)
     cell = ((hi - lo) / per_axis) ** d
@@ -323,7 +323,7 @@ def histogram_tv(x0: Tensor, density, bins: int, sub: int = 64) -> float:
     bins = int(check_range("bins", bins, 1, None, integer=True))
     sub = int(check_range("sub", sub, 1, None, integer=True))
     if d > 2:
-        raise ValueError(f"histogram_tv supports d <= 2; got d = {d}")
+        raise ValueError(f"density must have dimension d <= 2 (histogram_tv integrates on a grid); got density.d = {d}")
     lo, hi = density.support
     if bool((x0 < lo).any()) or bool((x0 > hi).any()):
         raise ValueError(f"x0 must lie in the support [{lo}, {hi}]^{d} of the density")
@@ -623,7 +623,8 @@ def ode_density_1d(score_model, t_min, t_max, *, n_steps: int, grid_size: int = 
     [low, high] [G], density on them [B, G], float64).
     """
     if getattr(score_model, "dim", None) != 1:
-        raise ValueError("ode_density_1d needs a score model of a 1-D distribution (dim = 1)")
+        raise ValueError("score_model must model a 1-D distribution (score_model.dim = 1); "
+                         f"got dim = {getattr(score_model, 'dim', None)!r}")
     grid_size = int(check_range("grid_size", grid_size, 2, None, integer=True))
     n_start = int(check_range("n_start", n_start, 16, None, integer=True))
     u = torch.arange(n_start + 1, dtype=torch.float64) / n_start
@@ -664,7 +665,8 @@ def sde_density_1d(score_model, t_min, t_max, *, n_steps: int, cells: int = 2048
     [low, high] [cells], density [B, cells], float64); mass that leaves [-reach, reach] is clamped to the ends.
     """
     if getattr(score_model, "dim", None) != 1:
-        raise ValueError("sde_density_1d needs a score model of a 1-D distribution (dim = 1)")
+        raise ValueError("score_model must model a 1-D distribution (score_model.dim = 1); "
+                         f"got dim = {getattr(score_model, 'dim', None)!r}")
     cells = int(check_range("cells", cells, 2, None, integer=True))
     n_steps = int(check_range("n_steps", n_steps, 1, None, integer=True))
     if not high > low:

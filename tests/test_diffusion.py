@@ -308,9 +308,6 @@ def _dens():
 
 
 _TRAIN = dict(steps=1, batch_size=4, lr=1e-3, quiet=True)
-_NO_NAME = pytest.mark.xfail(strict=True, raises=AssertionError,
-                             reason="message does not name the argument score_model: "
-                                    "'<fn> needs a score model of a 1-D distribution (dim = 1)'")
 
 BAD_CALLS = [
     pytest.param(lambda: ou_mean_std(torch.tensor([0.1, 0.0])), r"^t must be finite and > 0", id="ou_mean_std-t-zero"),
@@ -361,10 +358,14 @@ BAD_CALLS = [
     pytest.param(lambda: histogram_tv(torch.zeros(3, 2), _dens(), 4), r"^x0 must have shape", id="histogram_tv-x0-shape"),
     pytest.param(lambda: histogram_sample(torch.zeros(3, 1), 4, 0), r"^n_samples must be ", id="histogram_sample-n_samples-zero"),
     pytest.param(lambda: histogram_sample(torch.zeros(3), 4, 10), r"^x0 must be a tensor", id="histogram_sample-x0-1d"),
-    pytest.param(lambda: sde_density_1d(_gm(d=2), 0.1, 1.0, n_steps=3), r"\bscore_model\b",
-                 id="sde_density_1d-score_model-2d", marks=_NO_NAME),
-    pytest.param(lambda: ode_density_1d(_gm(d=2), 0.1, 1.0, n_steps=3), r"\bscore_model\b",
-                 id="ode_density_1d-score_model-2d", marks=_NO_NAME),
+    pytest.param(lambda: sde_density_1d(_gm(d=2), 0.1, 1.0, n_steps=3), r"^score_model must model a 1-D distribution .*got dim = 2",
+                 id="sde_density_1d-score_model-2d"),
+    pytest.param(lambda: ode_density_1d(_gm(d=2), 0.1, 1.0, n_steps=3), r"^score_model must model a 1-D distribution .*got dim = 2",
+                 id="ode_density_1d-score_model-2d"),
+    pytest.param(lambda: kde_tv(torch.zeros(4, 3), LacunaryDensity(1.0, d=3), 0.1),
+                 r"^density must have dimension d <= 2 .*got density.d = 3", id="kde_tv-density-3d"),
+    pytest.param(lambda: histogram_tv(torch.zeros(4, 3), LacunaryDensity(1.0, d=3), 4),
+                 r"^density must have dimension d <= 2 .*got density.d = 3", id="histogram_tv-density-3d"),
     pytest.param(lambda: sde_density_1d(_gm(), 1.0, 0.5, n_steps=3), r"^t_min must be < t_max",
                  id="sde_density_1d-t_min-above-t_max"),
     pytest.param(lambda: sde_density_1d(_gm(), 0.1, 1.0, n_steps=0), r"^n_steps must be ", id="sde_density_1d-n_steps-zero"),

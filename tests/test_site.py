@@ -139,3 +139,6 @@ def test_results_page_renders_every_claim_with_links(tmp_path):
         target = (page.parent / href.group(1)).resolve()
         assert target.exists() and f'id="{href.group(2)}"' in target.read_text(), href.groups()
     assert "<mjx-merror" not in dom
+    text = _visible_text(dom)
+    leftovers = re.findall(r"\$|\\(?:frac|mathbb|mathrm|sum|int|left|right|begin)\b", text)
+    assert not leftovers, (leftovers[:5], text[max(0, text.find(leftovers[0]) - 200):][:400])

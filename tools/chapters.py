@@ -349,27 +349,30 @@ def results_page(paper_dir: Path = PAPER) -> str:
     ]
     counts = {"reproduced": 0, "not reproduced": 0}
     for caption, files in toc_parts():
-        rows = []
+        part = []
         for f in files:
             p = ROOT / f"{f}.ipynb"
             if not f.startswith("nbs/") or not p.exists():
                 continue
             nb = read_nb(p)
-            title = re.sub(r"\$[^$]*\$", "", src(nb["cells"][0]).splitlines()[0].lstrip("# ")).strip()
             paper = {}
             if (paper_dir / p.name).exists():
                 paper = {c["key"]: c for c in claims(read_nb(paper_dir / p.name))}
+            rows = []
             for c in claims(nb):
                 counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
                 base = "; ".join(f"{_cell(k)} {_measured(v)}" for k, v in c["baselines"].items()) or "–"
                 pc = paper.get(c["key"])
                 ptext = f"{_measured(pc)}: {pc['verdict']}" if pc else "not run"
-                rows.append(f"| {{ref}}`{_cell(title)} <{c['section']}>` | {_cell(c['statement'])} | {c['relation']} {_num(c['theory'])} "
-                            f"| {_measured(c)} | {base} | {_fit(c)} | **{c['verdict']}** | {ptext} |")
-        if rows:
-            lines += [f"## {caption}", "",
-                      "| Chapter | Claim | Theory | Measured [95% CI] | Baselines | Fit | Verdict | Paper scale |",
-                      "|---|---|---|---|---|---|---|---|", *rows, ""]
+                rows.append(f"| {_cell(c['statement'])} ({{ref}}`section <{c['section']}>`) | {c['relation']} "
+                            f"{_num(c['theory'])} | {_measured(c)} | {base} | {_fit(c)} | **{c['verdict']}** | {ptext} |")
+            if rows:
+                title = src(nb["cells"][0]).splitlines()[0].lstrip("# ").strip()
+                part += [f"### {title}", "",
+                         "| Claim | Theory | Measured [95% CI] | Baselines | Fit | Verdict | Paper scale |",
+                         "|---|---|---|---|---|---|---|", *rows, ""]
+        if part:
+            lines += [f"## {caption}", "", *part]
     lines.insert(2, f"In all: {counts.get('reproduced', 0)} claims reproduced, "
                     f"{counts.get('not reproduced', 0)} not reproduced.\n")
     return "\n".join(lines) + "\n"
@@ -388,7 +391,7 @@ def status_page() -> str:
     for p in chapters():
         meta = read_nb(p).get("metadata", {}).get("learnthy", {})
         total += meta.get("seconds", 0.0)
-        lines.append(f"| {{doc}}`../nbs/{p.stem}` | {meta.get('scale', '–')} | {meta.get('seconds', '–')} "
+        lines.append(f"| {{doc}}`{p.stem} <../nbs/{p.stem}>` | {meta.get('scale', '–')} | {meta.get('seconds', '–')} "
                      f"| {meta.get('executed', '–')} | {'no' if p in stale_set else 'yes'} | {_cell(meta.get('machine', '–'))} |")
     lines += ["", f"Sum of the chapters' execution times: {total / 60:.1f} CPU-minutes (one thread each)."]
     if PAPER.exists():
