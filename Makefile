@@ -106,7 +106,7 @@ INSTALL_CHECK_VENV ?= /tmp/learnthy-install-check
 install-check:
 	rm -rf $(INSTALL_CHECK_VENV) && $(PYTHON) -m venv $(INSTALL_CHECK_VENV)
 	$(INSTALL_CHECK_VENV)/bin/python -m pip install -q "$(TORCH)" 2>&1 | { $(PIPQUIET); }
-	$(INSTALL_CHECK_VENV)/bin/python -m pip install -q . 2>&1 | { $(PIPQUIET); }
+	$(INSTALL_CHECK_VENV)/bin/python -m pip install -q . 2>&1 | { $(PIPQUIET); }; rm -rf build
 	cd $(INSTALL_CHECK_VENV) && bin/python $(CURDIR)/tools/install_check.py
 
 # Re-vendor MathJax 3 from the npm registry (the site must render math with no CDN).
