@@ -21,7 +21,7 @@ JB_ARGS := . --toc _toc.yml --path-output book -W -n --keep-going
 export OMP_NUM_THREADS ?= 1
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help venv book test export-check unit quick stale site site-test pages nbs reproduce paper install-check clean mathjax
+.PHONY: help venv book test export-check unit quick stale site site-test pages nbs reproduce paper gpu-check install-check clean mathjax
 
 help:
 	@echo "make book       - set up, execute the chapters whose stored outputs are stale (parallel), render the site"
@@ -29,6 +29,7 @@ help:
 	@echo "make nbs        - re-execute chapters at book scale in place (CHAPTERS=\"10_diffusion 30_mfld\"; default all)"
 	@echo "make reproduce  - re-execute chapters at book scale in a scratch folder; compare with the stored claims"
 	@echo "make paper      - execute every chapter at paper scale (a GPU) into paper/"
+	@echo "make gpu-check  - the CUDA tests (tests/test_cuda*.py) on a GPU, compared with the CPU"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -99,6 +100,12 @@ reproduce: $(STAMP)
 # Paper scale on a GPU, one chapter at a time (at most 10 minutes each), into paper/ (commit its notebooks).
 paper: $(STAMP)
 	$(BIN)/python tools/chapters.py run --scale paper --out paper --jobs 1 --wall 600 $(CHAPTERS)
+
+# The device contract on a GPU: every test marked `cuda` (tests/test_cuda*.py) runs each module's quick configuration
+# on CUDA with a CUDA generator and compares it with the CPU run. Fails (does not skip) on a machine without CUDA.
+gpu-check: $(STAMP)
+	@$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'make gpu-check needs a CUDA GPU (torch.cuda.is_available() is False)')"
+	$(BIN)/pytest -v -m cuda -p no:cacheprovider -rs tests
 
 # A plain `pip install .` (runtime dependencies only, no [dev]) in a fresh venv runs the package's code paths
 # (POT, scikit-learn, scipy, matplotlib, tqdm). Not part of `make test`: it downloads and installs a whole venv.

@@ -1,6 +1,6 @@
 """Time the batched score-matching sweep against training the same models one by one, and the sampler.
 
-Usage: python benchmarks/diffusion_sweep.py [--models 6] [--steps 300] [--threads 1] [--repeats 3]
+Usage: python benchmarks/diffusion_sweep.py [--models 6] [--n-steps 300] [--threads 1] [--repeats 3]
 Prints the wall time of one batched training of B models (one network with [B, fan_in, fan_out] weights),
 of B separate trainings with the same sizes, their ratio, and the time of one reverse-SDE step per million
 samples (per model). Both paths are warmed up first: the first training in a process pays a one-time start-up
@@ -20,7 +20,7 @@ from learnthy_nb.diffusion import LacunaryDensity, sample, train_score_model
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", type=int, default=6)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--n-steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--samples", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
@@ -28,9 +28,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dens = LacunaryDensity(1.0)
     g = torch.Generator().manual_seed(0)
-    data = [dens.sample(n, g).float() for n in torch.linspace(300, 3000, args.models).long().tolist()]
-    kw = dict(steps=args.steps, batch_size=256, lr=3e-3, width=48, n_freq=16, device="cpu", quiet=True)
-    warm = dict(kw, steps=5)
+    data = [dens.sample(n, g, device="cpu").float() for n in torch.linspace(300, 3000, args.models).long().tolist()]
+    kw = dict(n_steps=args.n_steps, batch_size=256, lr=3e-3, width=48, n_freq=16, device="cpu", quiet=True)
+    warm = dict(kw, n_steps=5)
     train_score_model(data, 1e-3, 2.0, generator=torch.Generator().manual_seed(1), **warm)     # start-up costs
     train_score_model(data[0], 1e-3, 2.0, generator=torch.Generator().manual_seed(1), **warm)
     batched, serial = [], []
@@ -43,7 +43,7 @@ def main() -> None:
             train_score_model(x, 1e-3, 2.0, generator=torch.Generator().manual_seed(1), **kw)
         serial.append(time.perf_counter() - t0)
     batched, serial = statistics.median(batched), statistics.median(serial)
-    print(f"{args.models} models x {args.steps} steps (median of {args.repeats}): batched {batched:.2f} s, "
+    print(f"{args.models} models x {args.n_steps} steps (median of {args.repeats}): batched {batched:.2f} s, "
           f"one by one {serial:.2f} s, speed-up {serial / batched:.2f}x")
     n_steps = 10
     t0 = time.perf_counter()

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SCALES', 'CLAIM_MIME', 'RELATIONS', 'get_device', 'seed_everything', 'get_scale', 'by_scale', 'PowerLawFit',
-           'fit_power_law', 'plot_rate', 'progress', 'glue', 'machine_info', 'DivergenceError', 'check_range',
-           'check_finite', 'Claim', 'claim_verdict', 'record_claim', 'claim_agrees']
+__all__ = ['SCALES', 'CLAIM_MIME', 'RELATIONS', 'get_device', 'seed_everything', 'resolve_generator', 'gaussian', 'uniform',
+           'integers', 'permutation', 'setup', 'get_scale', 'by_scale', 'PowerLawFit', 'fit_power_law', 'plot_rate',
+           'progress', 'glue', 'machine_info', 'DivergenceError', 'check_range', 'check_finite', 'haar_orthogonal',
+           'rbf_kernel', 'median_bandwidth', 'KernelRidgeFit', 'kernel_ridge', 'Claim', 'claim_verdict', 'record_claim',
+           'claim_agrees']
 
 # %% ../nbs/00_core.ipynb #c005
 def _mps_available() -> bool:
@@ -68,6 +70,76 @@ def seed_everything(seed: int, device: Optional[torch.device | str] = None) -> t
     generator = torch.Generator(device=torch.device(device) if device is not None else "cpu")
     generator.manual_seed(seed)
     return generator
+
+# %% ../nbs/00_core.ipynb #c045
+def resolve_generator(generator: Optional[torch.Generator]) -> torch.Generator:
+    """`generator`, or (None) a fresh CPU generator seeded with 0: rule 2 of the contract."""
+    if generator is None:
+        return torch.Generator().manual_seed(0)
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
+# %% ../nbs/00_core.ipynb #c046
+def _target(generator: torch.Generator, device) -> tuple[torch.device, torch.device]:
+    """(where to draw, where to return): the generator's device, and `device` (default: the same)."""
+    gen_device = generator.device
+    return gen_device, (torch.device(device) if device is not None else gen_device)
+
+
+def gaussian(shape: Sequence[int], *, generator: Optional[torch.Generator] = None, device=None,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal numbers of `shape`, drawn on the generator's device, returned on `device`.
+
+    device=None returns them where they were drawn (rule 3 of the contract).
+    """
+    generator = resolve_generator(generator)
+    gen_device, device = _target(generator, device)
+    return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
+
+
+def uniform(shape: Sequence[int], *, generator: Optional[torch.Generator] = None, device=None,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Uniform numbers on [0, 1) of `shape`, drawn on the generator's device, returned on `device`."""
+    generator = resolve_generator(generator)
+    gen_device, device = _target(generator, device)
+    return torch.rand(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
+
+
+def integers(low: int, high: int, shape: Sequence[int], *, generator: Optional[torch.Generator] = None,
+             device=None) -> torch.Tensor:
+    """Integers uniform on {low, ..., high - 1} (int64) of `shape`, drawn on the generator's device."""
+    if int(high) <= int(low):
+        raise ValueError(f"high must be > low, got low={low}, high={high}")
+    generator = resolve_generator(generator)
+    gen_device, device = _target(generator, device)
+    return torch.randint(int(low), int(high), tuple(shape), generator=generator, device=gen_device).to(device)
+
+
+def permutation(n: int, *, generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
+    """A uniformly random permutation of {0, ..., n - 1} (int64), drawn on the generator's device."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be an integer in [0, inf), got {n!r}")
+    generator = resolve_generator(generator)
+    gen_device, device = _target(generator, device)
+    return torch.randperm(n, generator=generator, device=gen_device).to(device)
+
+
+# %% ../nbs/00_core.ipynb #c048
+def setup(seed: int, device: Optional[torch.device | str] = None) -> tuple[torch.device, torch.Generator]:
+    """The first line of a chapter's experiments: (device, generator) under the contract.
+
+    device=None picks `get_device()`. On a CPU, torch uses one thread (rule 5). The generator is seeded with
+    `seed` (as by `seed_everything`) and lives on the CPU, so that a chapter draws the same data on every
+    machine and the GPU run of a chapter can be compared with its CPU run number for number; pass a CUDA
+    generator yourself (`seed_everything(seed, device="cuda")`) to keep the draws of a long GPU run on the GPU.
+    """
+    device = get_device(None if device is None else str(device))
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    return device, seed_everything(seed)
+
 
 # %% ../nbs/00_core.ipynb #c010
 SCALES = ("quick", "book", "paper")
@@ -303,6 +375,100 @@ def check_finite(tensor: torch.Tensor, name: str, step: Optional[int] = None) ->
         where = f" at step {step}" if step is not None else ""
         raise DivergenceError(f"{name} became non-finite{where}; lower the step size or check the inputs")
     return tensor
+
+# %% ../nbs/00_core.ipynb #c051
+def haar_orthogonal(d: int, k: Optional[int] = None, *, generator: Optional[torch.Generator] = None,
+                    device=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """k orthonormal columns in R^d, uniformly (Haar) distributed: [d, k] (k=None: a [d, d] orthogonal matrix).
+
+    Q R = G for a standard Gaussian G [d, k] (drawn on the generator's device, float64), with the columns of
+    Q multiplied by the signs of diag(R), which makes the law exactly Haar. Returned on `device` in `dtype`.
+    """
+    d = int(check_range("d", d, 1, None, integer=True))
+    k = d if k is None else int(check_range("k", k, 1, d, integer=True))
+    G = gaussian((d, k), generator=generator, dtype=torch.float64)
+    Q, R = torch.linalg.qr(G)
+    Q = Q * torch.sign(torch.diagonal(R))
+    return Q.to(device=device if device is not None else Q.device, dtype=dtype)
+
+
+# %% ../nbs/00_core.ipynb #c054
+def rbf_kernel(A: torch.Tensor, B: torch.Tensor, *, bandwidth: float = 1.0) -> torch.Tensor:
+    """Gaussian kernel exp(-|a - b|^2 / (2 bandwidth^2)). A: [n, d], B: [p, d] -> [n, p] (float64)."""
+    check_range("bandwidth", bandwidth, 0, low_inclusive=False)
+    return torch.exp(-torch.cdist(A.double(), B.double()).square() / (2 * bandwidth**2))
+
+
+# %% ../nbs/00_core.ipynb #c055
+def median_bandwidth(X: torch.Tensor, *, max_points: int = 200) -> float:
+    """The median heuristic: the median distance between distinct points among the first `max_points` rows of X [n, d]."""
+    if not isinstance(X, torch.Tensor) or X.dim() != 2 or X.shape[0] < 2:
+        raise ValueError(f"X must be a tensor [n, d] with n >= 2, got {getattr(X, 'shape', type(X))}")
+    m = int(min(check_range("max_points", max_points, 2, None, integer=True), X.shape[0]))
+    D = torch.cdist(X[:m].double(), X[:m].double())
+    value = float(D[torch.triu_indices(m, m, 1, device=D.device).unbind(0)].median())
+    if not value > 0:
+        raise ValueError("X must contain at least two distinct points among its first max_points rows")
+    return value
+
+
+# %% ../nbs/00_core.ipynb #c056
+@dataclass
+class KernelRidgeFit:
+    """A fitted kernel ridge regression: f(x) = kernel(x, X) alpha. `ridge` is the chosen value of the grid,
+    `val_scores` the validation score of each ridge of the grid (mean squared error, or sign error then mse)."""
+    kernel: Any
+    X: torch.Tensor
+    alpha: torch.Tensor
+    ridge: float
+    val_scores: list
+
+    def predict(self, X_new: torch.Tensor) -> torch.Tensor:
+        """f(X_new): [m] (float64), for X_new [m, ...] shaped like the training inputs."""
+        return self.kernel(X_new, self.X).double() @ self.alpha
+
+
+def kernel_ridge(kernel: Any, X: torch.Tensor, y: torch.Tensor, *, ridges: Sequence[float],
+                 val_fraction: float = 0.25, score: str = "mse",
+                 generator: Optional[torch.Generator] = None) -> KernelRidgeFit:
+    """Kernel ridge regression (K + n ridge I) alpha = y, the ridge chosen from `ridges` on a held-out split.
+
+    kernel(A [n, ...], B [p, ...]) -> [n, p]. A random `val_fraction` of (X, y) (drawn with `generator`) is
+    held out; each ridge of the grid is fitted on the rest through one eigendecomposition and scored on the
+    held-out part by score="mse" (mean squared error) or "sign" (classification error of sign f, ties broken by
+    the squared error); the best ridge is refitted on all n points. A ridge of 0 is floored at 1e-12.
+    """
+    if not isinstance(X, torch.Tensor) or X.dim() < 2:
+        raise ValueError(f"X must be a tensor [n, ...], got {getattr(X, 'shape', type(X))}")
+    n = int(check_range("n (X.shape[0])", X.shape[0], 2, None, integer=True))
+    if not isinstance(y, torch.Tensor) or y.shape != (n,):
+        raise ValueError(f"y must be a tensor of shape [n={n}], got {getattr(y, 'shape', type(y))}")
+    check_range("val_fraction", val_fraction, 0, 1, low_inclusive=False, high_inclusive=False)
+    if score not in ("mse", "sign"):
+        raise ValueError(f"score must be 'mse' or 'sign', got {score!r}")
+    ridges = [float(r) for r in ridges]
+    if len(ridges) == 0:
+        raise ValueError("ridges must hold at least one value")
+    for r in ridges:
+        check_range("ridges", r, 0)
+    yd = y.double()
+    n_val = max(1, min(n - 1, int(round(val_fraction * n))))
+    perm = permutation(n, generator=generator, device=X.device)
+    tr, va = perm[n_val:], perm[:n_val]
+    evals, evecs = torch.linalg.eigh(kernel(X[tr], X[tr]).double())
+    coef = evecs.T @ yd[tr]
+    K_va = kernel(X[va], X[tr]).double() @ evecs
+    scores = []
+    for r in ridges:
+        pred = K_va @ (coef / (evals + len(tr) * max(r, 1e-12)).clamp_min(1e-12))
+        mse = float(((pred - yd[va]) ** 2).mean())
+        scores.append((float((torch.where(pred >= 0, 1.0, -1.0).double() != yd[va]).double().mean()), mse)
+                      if score == "sign" else mse)
+    best = min(range(len(ridges)), key=lambda i: scores[i])
+    K = kernel(X, X).double()
+    alpha = torch.linalg.solve(K + n * max(ridges[best], 1e-12) * torch.eye(n, dtype=K.dtype, device=K.device), yd)
+    return KernelRidgeFit(kernel, X, alpha, ridges[best], scores)
+
 
 # %% ../nbs/00_core.ipynb #c041
 CLAIM_MIME = "application/vnd.learnthy.claim+json"

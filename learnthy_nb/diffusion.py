@@ -9,30 +9,57 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .core import check_finite, check_range, get_device, progress, DivergenceError
+from .core import (check_finite, check_range, gaussian, get_device, progress, resolve_generator, uniform,
+                             DivergenceError)
 
 Tensor = torch.Tensor
 
 # %% auto #0
-__all__ = ['Tensor', 'ou_mean_std', 'LacunaryDensity', 'GaussianMixture', 'tv_binned', 'w1_1d', 'w1_pot', 'kde_tv',
-           'histogram_tv', 'histogram_sample', 'ScoreNet', 'dsm_loss', 'train_score_model', 'reflect_into', 'time_grid',
-           'sample', 'ode_density_1d', 'tv_density_1d', 'sde_density_1d']
+__all__ = ['Tensor', 'ou_mean_std', 'ou_time_from_std', 'minimax_times', 'LacunaryDensity', 'GaussianMixture', 'tv_binned',
+           'w1_1d', 'w1_pot', 'kde_tv', 'UniformDensity', 'histogram_tv', 'histogram_sample', 'ScoreNet', 'dsm_loss',
+           'train_score_model', 'reflect_into', 'time_grid', 'sample', 'ode_density_1d', 'tv_density_1d',
+           'sde_density_1d']
 
 # %% ../nbs/10_diffusion.ipynb #c006
+def _ou(t: Tensor) -> tuple[Tensor, Tensor]:
+    """(m_t, sigma_t) of a floating tensor t > 0 without validation (no host synchronisation: for hot loops)."""
+    return torch.exp(-t), torch.sqrt(-torch.expm1(-2 * t))   # 1 - e^{-2t} without cancellation at small t
+
+
 def ou_mean_std(t) -> tuple[Tensor, Tensor]:
     """Mean factor and standard deviation of the OU process dX = -X dt + sqrt(2) dB at time t.
 
     X_t | X_0 = x0 ~ N(m_t x0, sigma_t^2 I) with m_t = exp(-t), sigma_t = sqrt(1 - exp(-2t)).
-    t: tensor (any shape) or number, every entry > 0. Returns (m_t, sigma_t), tensors of t's shape.
+    t: tensor (any shape) or number, every entry > 0. Returns (m_t, sigma_t), tensors of t's shape (and device).
     """
     t = torch.as_tensor(t, dtype=torch.get_default_dtype() if not torch.is_tensor(t) else None)
     if not torch.is_floating_point(t):
         t = t.to(torch.get_default_dtype())
     if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
         raise ValueError("t must be finite and > 0 (the OU marginal at t = 0 is the data itself)")
-    m = torch.exp(-t)
-    sigma = torch.sqrt(-torch.expm1(-2 * t))          # 1 - e^{-2t} without cancellation at small t
-    return m, sigma
+    return _ou(t)
+
+
+def ou_time_from_std(sigma: float) -> float:
+    """The time t at which the OU noise level sigma_t equals `sigma` in (0, 1): t = -log(1 - sigma^2) / 2.
+
+    Stopping the reverse process there (early stopping at t_min) smooths the data at bandwidth `sigma`."""
+    sigma = float(check_range("sigma", sigma, 0, 1, low_inclusive=False, high_inclusive=False))
+    return -0.5 * math.log1p(-sigma**2)
+
+
+def minimax_times(n: int, s: float, d: int, bandwidth_const: float) -> tuple[float, float, float]:
+    """The theory's times for n samples of a density of smoothness s in dimension d: (h, t_min, t_max).
+
+    h = bandwidth_const * n^{-1/(2s+d)} is the minimax bandwidth and sigma(t_min) = h (early stopping);
+    t_max = max(1, s / (2s+d) * log n), so that the forward process has forgotten the data up to
+    e^{-t_max} <= n^{-s/(2s+d)}, the size of the minimax error."""
+    n = int(check_range("n", n, 1, None, integer=True))
+    s = float(check_range("s", s, 0, None, low_inclusive=False))
+    d = int(check_range("d", d, 1, None, integer=True))
+    h = float(check_range("bandwidth_const", bandwidth_const, 0, None, low_inclusive=False)) * n ** (-1 / (2 * s + d))
+    return h, ou_time_from_std(h), max(1.0, s / (2 * s + d) * math.log(n))
+
 
 # %% ../nbs/10_diffusion.ipynb #c010
 def _check_points(x: Tensor, d: int, name: str = "x") -> Tensor:
@@ -61,36 +88,41 @@ class LacunaryDensity:
         self.levels = int(check_range("levels", levels, 1, 30, integer=True))
         self.amplitude = float(check_range("amplitude", amplitude, 0, 1, high_inclusive=False))
         g = torch.Generator().manual_seed(int(check_range("seed", seed, 0, 2**63 - 1, integer=True)))
-        self.phases = 2 * math.pi * torch.rand(self.d, self.levels, generator=g, dtype=torch.float64)  # [d, J]
+        self.phases = 2 * math.pi * uniform((self.d, self.levels), generator=g, dtype=torch.float64)    # [d, J]
         j = torch.arange(1, self.levels + 1, dtype=torch.float64)
         self.freqs = (2.0 ** j) * math.pi                                   # [J]
         coef = 2.0 ** (-j * self.s)
         self.amps = self.amplitude * coef / coef.sum()                      # a * 2^{-js}: [J]
         self.support = (-1.0, 1.0)
         self.lower_bound = ((1 - self.amplitude) / 2) ** self.d
-        self._table = None
+        self._tables = {}                                                   # device -> (grid, CDFs) of `sample`
+
+    def _coefs(self, k: int, device) -> tuple[Tensor, Tensor, Tensor]:
+        """(freqs, phases of coordinate k, amps) on `device` (float64, [J] each)."""
+        return self.freqs.to(device), self.phases[k].to(device), self.amps.to(device)
 
     def _factor(self, x: Tensor, k: int) -> Tensor:
-        """The 1-D factor of coordinate k at points x (any shape), without the support indicator."""
-        arg = x[..., None] * self.freqs + self.phases[k]
-        return 0.5 * (1 + (self.amps * torch.cos(arg)).sum(-1))
+        """The 1-D factor of coordinate k at points x (any shape, float64), without the support indicator."""
+        freqs, phases, amps = self._coefs(k, x.device)
+        return 0.5 * (1 + (amps * torch.cos(x[..., None] * freqs + phases)).sum(-1))
 
     def _factor_cdf(self, x: Tensor, k: int) -> Tensor:
+        freqs, phases, amps = self._coefs(k, x.device)
         x = x.clamp(-1.0, 1.0)
-        arg, arg0 = x[..., None] * self.freqs + self.phases[k], -self.freqs + self.phases[k]
-        return 0.5 * (x + 1) + 0.5 * (self.amps / self.freqs * (torch.sin(arg) - torch.sin(arg0))).sum(-1)
+        arg, arg0 = x[..., None] * freqs + phases, -freqs + phases
+        return 0.5 * (x + 1) + 0.5 * (amps / freqs * (torch.sin(arg) - torch.sin(arg0))).sum(-1)
 
     def pdf(self, x: Tensor) -> Tensor:
-        """Density at x: [..., d] -> [...] (float64; 0 outside [-1, 1]^d)."""
+        """Density at x: [..., d] -> [...] (float64, on x's device; 0 outside [-1, 1]^d)."""
         x = _check_points(x, self.d).to(torch.float64)
         inside = (x.abs() <= 1).all(-1)
         out = torch.ones(x.shape[:-1], dtype=torch.float64, device=x.device)
         for k in range(self.d):
-            out = out * self._factor(x[..., k].cpu(), k).to(x.device)
+            out = out * self._factor(x[..., k], k)
         return torch.where(inside, out, torch.zeros_like(out))
 
     def cdf(self, x: Tensor) -> Tensor:
-        """CDF for d = 1, in closed form: x of shape [..., 1] (or [...]) -> [...] (float64)."""
+        """CDF for d = 1, in closed form: x of shape [..., 1] (or [...]) -> [...] (float64, on x's device)."""
         if self.d != 1:
             raise ValueError(f"cdf is defined for d = 1 only; this density has d = {self.d}")
         if not torch.is_tensor(x):
@@ -100,17 +132,19 @@ class LacunaryDensity:
             x = x[..., 0]
         if not bool(torch.isfinite(x).all()):
             raise ValueError("x contains NaN or inf")
-        return self._factor_cdf(x.cpu(), 0).to(x.device)
+        return self._factor_cdf(x, 0)
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        """n independent draws, [n, d] float64, by inverting each coordinate's CDF on a 2^16-point table."""
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, device=None) -> Tensor:
+        """n independent draws, [n, d] float64 on `device` (None: `get_device()`), by inverting each coordinate's
+        CDF on a 2^16-point table. The uniforms are drawn with `generator` (None: a fresh CPU generator seeded 0)."""
         n = int(check_range("n", n, 1, None, integer=True))
-        if self._table is None:
-            grid = torch.linspace(-1, 1, 2**16 + 1, dtype=torch.float64)
-            self._table = (grid, torch.stack([self._factor_cdf(grid, k) for k in range(self.d)]))
-        grid, cdfs = self._table
-        u = torch.rand(n, self.d, generator=generator, dtype=torch.float64)
-        out = torch.empty(n, self.d, dtype=torch.float64)
+        device = get_device() if device is None else torch.device(device)
+        if device not in self._tables:
+            grid = torch.linspace(-1, 1, 2**16 + 1, dtype=torch.float64, device=device)
+            self._tables[device] = (grid, torch.stack([self._factor_cdf(grid, k) for k in range(self.d)]))
+        grid, cdfs = self._tables[device]
+        u = uniform((n, self.d), generator=generator, device=device, dtype=torch.float64)
+        out = torch.empty(n, self.d, dtype=torch.float64, device=device)
         for k in range(self.d):
             c = cdfs[k]
             i = torch.searchsorted(c, u[:, k].contiguous()).clamp(1, grid.numel() - 1)
@@ -119,6 +153,13 @@ class LacunaryDensity:
         return out
 
 # %% ../nbs/10_diffusion.ipynb #c014
+def _categorical(probs: Tensor, n: int, *, generator: torch.Generator, device=None) -> Tensor:
+    """n indices drawn with replacement from the probabilities `probs` [k] (int64 [n]), drawn on the generator's
+    device (`torch.multinomial` there, rule 3 of the contract) and returned on `device` (None: the same)."""
+    idx = torch.multinomial(probs.to(generator.device), n, replacement=True, generator=generator)
+    return idx.to(device) if device is not None else idx
+
+
 class GaussianMixture:
     """sum_k w_k N(mu_k, tau^2 I) in R^d: pdf, cdf (d = 1), sample, and the exact score of its OU marginals.
 
@@ -134,14 +175,19 @@ class GaussianMixture:
         self.means, self.d = means, means.shape[1]
         self.std = float(check_range("std", std, 0, None))
         if weights is None:
-            weights = torch.full((means.shape[0],), 1.0 / means.shape[0], dtype=torch.float64)
-        weights = torch.as_tensor(weights, dtype=torch.float64)
+            weights = torch.full((means.shape[0],), 1.0 / means.shape[0], dtype=torch.float64, device=means.device)
+        weights = torch.as_tensor(weights, dtype=torch.float64).to(means.device)
         if weights.shape != (means.shape[0],) or bool((weights < 0).any()) or abs(float(weights.sum()) - 1) > 1e-6:
             raise ValueError("weights must be non-negative, of shape [k], and sum to 1")
         self.weights = weights
         spread = 8 * max(self.std, 1e-3)
         self.support = (float(means.min()) - spread, float(means.max()) + spread)
         self.n_models, self.dim = 1, self.d
+
+    @property
+    def device(self) -> torch.device:
+        """Where the mixture's means live; `sample`, as a score model, runs there."""
+        return self.means.device
 
     def _var(self, t: Optional[float]) -> tuple[float, float]:
         if t is None:
@@ -172,11 +218,14 @@ class GaussianMixture:
         z = (x[..., None] - mu) / (self.std * math.sqrt(2))
         return (0.5 * (1 + torch.erf(z)) * self.weights.to(x.device)).sum(-1)
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        """n draws, [n, d] float64."""
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, device=None) -> Tensor:
+        """n draws, [n, d] float64 on `device` (None: `get_device()`), drawn with `generator`."""
         n = int(check_range("n", n, 1, None, integer=True))
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        return self.means[k] + self.std * torch.randn(n, self.d, generator=generator, dtype=torch.float64)
+        generator = resolve_generator(generator)
+        device = get_device() if device is None else torch.device(device)
+        k = _categorical(self.weights, n, generator=generator, device=self.means.device)
+        z = gaussian((n, self.d), generator=generator, device=device, dtype=torch.float64)
+        return self.means[k].to(device) + self.std * z
 
     def score(self, x: Tensor, t) -> Tensor:
         """grad_x log p_t(x) for x [..., d] at OU time t > 0 (float): [..., d], same dtype as x.
@@ -196,6 +245,16 @@ class GaussianMixture:
         return self.score(x, t)
 
 # %% ../nbs/10_diffusion.ipynb #c017
+def _histogram_counts(x0: Tensor, bins: int, low: float, high: float) -> Tensor:
+    """Bin probabilities of the equal-bin histogram of x0 [n, d] on [low, high]^d: [bins]*d (float64, x0's device)."""
+    n, d = x0.shape
+    idx = ((x0 - low) / (high - low) * bins).long().clamp_(0, bins - 1)
+    flat = torch.zeros(n, dtype=torch.long, device=x0.device)
+    for k in range(d):
+        flat = flat * bins + idx[:, k]
+    return (torch.bincount(flat, minlength=bins**d).to(torch.float64) / n).reshape([bins] * d)
+
+
 def _bin_probs_1d(density, edges: Tensor) -> Tensor:
     return torch.diff(density.cdf(edges))
 
@@ -205,6 +264,7 @@ def tv_binned(samples: Tensor, density, bins: int) -> float:
     box density.support^d: 1/2 sum_j |N_j / M - P_j|, with P_j exact (from the CDF in d = 1; for d > 1 from
     the pdf by the 8^d-point midpoint rule per bin). samples: [M, d], inside the support.
     A lower bound on TV(law of samples, density) up to Monte-Carlo noise (the noise floor ~ sqrt(bins^d / M)).
+    Computed on the samples' device.
     """
     d = density.d
     samples = _check_points(samples, d, "samples").to(torch.float64)
@@ -212,16 +272,13 @@ def tv_binned(samples: Tensor, density, bins: int) -> float:
     lo, hi = density.support
     if bool((samples < lo).any()) or bool((samples > hi).any()):
         raise ValueError(f"samples must lie in the support [{lo}, {hi}]^{d} of the density (reflect or clip them first)")
-    idx = ((samples - lo) / (hi - lo) * bins).long().clamp_(0, bins - 1)
-    flat = torch.zeros(samples.shape[0], dtype=torch.long)
-    for k in range(d):
-        flat = flat * bins + idx[:, k].cpu()
-    counts = torch.bincount(flat, minlength=bins**d).to(torch.float64) / samples.shape[0]
+    counts = _histogram_counts(samples, bins, lo, hi).reshape(-1)
+    dev = samples.device
     if d == 1 and hasattr(density, "cdf"):
-        probs = _bin_probs_1d(density, torch.linspace(lo, hi, bins + 1, dtype=torch.float64))
+        probs = _bin_probs_1d(density, torch.linspace(lo, hi, bins + 1, dtype=torch.float64, device=dev))
     else:
         sub = 8
-        g = lo + (torch.arange(bins * sub, dtype=torch.float64) + 0.5) * (hi - lo) / (bins * sub)
+        g = lo + (torch.arange(bins * sub, dtype=torch.float64, device=dev) + 0.5) * (hi - lo) / (bins * sub)
         mesh = torch.stack(torch.meshgrid(*([g] * d), indexing="ij"), -1)
         p = density.pdf(mesh) * ((hi - lo) / (bins * sub)) ** d
         for k in range(d):
@@ -232,7 +289,8 @@ def tv_binned(samples: Tensor, density, bins: int) -> float:
 
 def w1_1d(samples: Tensor, density, grid_size: int = 2**16) -> float:
     r"""W1 between the empirical law of 1-D `samples` [M] or [M, 1] and `density` (needs .cdf):
-    W1 = int |F_M(x) - F(x)| dx, by the trapezoid rule on grid_size points over the union of the ranges."""
+    W1 = int |F_M(x) - F(x)| dx, by the trapezoid rule on grid_size points over the union of the ranges
+    (computed on the samples' device)."""
     if not torch.is_tensor(samples):
         raise ValueError("samples must be a torch tensor of shape [M] or [M, 1]")
     x = samples.to(torch.float64).reshape(samples.shape[0], -1) if samples.ndim else samples
@@ -240,11 +298,11 @@ def w1_1d(samples: Tensor, density, grid_size: int = 2**16) -> float:
         raise ValueError(f"samples must have shape [M] or [M, 1] (1-D data); got {tuple(samples.shape)}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError("samples contains NaN or inf")
-    xs = torch.sort(x[:, 0].cpu()).values
+    xs = torch.sort(x[:, 0]).values
     lo, hi = min(float(xs[0]), density.support[0]), max(float(xs[-1]), density.support[1])
-    g = torch.linspace(lo, hi, grid_size, dtype=torch.float64)
+    g = torch.linspace(lo, hi, grid_size, dtype=torch.float64, device=xs.device)
     fm = torch.searchsorted(xs, g, right=True).to(torch.float64) / xs.numel()
-    return float(torch.trapezoid((fm - density.cdf(g).cpu()).abs(), g))
+    return float(torch.trapezoid((fm - density.cdf(g)).abs(), g))
 
 
 def _check_point_pair(names: tuple[str, str], a: Tensor, b: Tensor) -> None:
@@ -271,7 +329,8 @@ def w1_pot(x: Tensor, y: Tensor) -> float:
 def kde_tv(x0: Tensor, density, bandwidth: float, grid_size: int = 4096, reflect: bool = True) -> float:
     r"""Exact TV between the Gaussian KDE of x0 [n, d] (product kernel, bandwidth h, reflected at the faces
     of density.support^d when `reflect`) and `density`, by the midpoint rule on grid_size^(1/d)... points per
-    axis: 1/2 int |p_hat - p|. p_hat(x) = 1/n sum_i prod_k phi_h(x_k - x_ik) (+ mirror images)."""
+    axis: 1/2 int |p_hat - p|. p_hat(x) = 1/n sum_i prod_k phi_h(x_k - x_ik) (+ mirror images). Computed on x0's
+    device."""
     d = density.d
     if d > 2:
         raise ValueError(f"density must have dimension d <= 2 (kde_tv integrates on a grid); got density.d = {d}")
@@ -281,7 +340,7 @@ def kde_tv(x0: Tensor, density, bandwidth: float, grid_size: int = 4096, reflect
     if bool((x0 < lo).any()) or bool((x0 > hi).any()):
         raise ValueError(f"x0 must lie in the support [{lo}, {hi}]^{d} of the density")
     per_axis = grid_size if d == 1 else int(round(grid_size ** (1 / d)))
-    g = lo + (torch.arange(per_axis, dtype=torch.float64) + 0.5) * (hi - lo) / per_axis
+    g = lo + (torch.arange(per_axis, dtype=torch.float64, device=x0.device) + 0.5) * (hi - lo) / per_axis
     # per-axis kernel matrices K_k[i, a] = phi_h(g_a - x_ik) (+ reflections): [n, per_axis]
     mats = []
     for k in range(d):
@@ -299,17 +358,27 @@ def kde_tv(x0: Tensor, density, bandwidth: float, grid_size: int = 4096, reflect
     cell = ((hi - lo) / per_axis) ** d
     return float(0.5 * (p_hat - p).abs().sum() * cell)
 
+
+class UniformDensity:
+    """U[low, high] in d = 1, a density with a closed-form pdf and cdf, for exact checks of the metrics.
+
+    pdf: x [..., 1] -> [...]; cdf: x [...] (or [..., 1]) -> flattened [numel] (float64, on x's device)."""
+    d = 1
+
+    def __init__(self, low: float = -1.0, high: float = 1.0):
+        self.low, self.high = float(check_range("low", low)), float(check_range("high", high))
+        if not self.high > self.low:
+            raise ValueError(f"need low < high; got low={low}, high={high}")
+        self.support = (self.low, self.high)
+
+    def cdf(self, x: Tensor) -> Tensor:
+        return ((x.reshape(-1).to(torch.float64) - self.low) / (self.high - self.low)).clamp(0, 1)
+
+    def pdf(self, x: Tensor) -> Tensor:
+        inside = (x[..., 0] >= self.low) & (x[..., 0] <= self.high)
+        return torch.where(inside, 1 / (self.high - self.low), 0.0).to(torch.float64)
+
 # %% ../nbs/10_diffusion.ipynb #c10hist1
-def _histogram_counts(x0: Tensor, bins: int, low: float, high: float) -> Tensor:
-    """Bin probabilities of the equal-bin histogram of x0 [n, d] on [low, high]^d: [bins]*d (float64)."""
-    n, d = x0.shape
-    idx = ((x0 - low) / (high - low) * bins).long().clamp_(0, bins - 1)
-    flat = torch.zeros(n, dtype=torch.long)
-    for k in range(d):
-        flat = flat * bins + idx[:, k].cpu()
-    return (torch.bincount(flat, minlength=bins**d).to(torch.float64) / n).reshape([bins] * d)
-
-
 def histogram_tv(x0: Tensor, density, bins: int, sub: int = 64) -> float:
     r"""Exact TV between the histogram estimator of x0 [n, d] and `density` (d <= 2).
 
@@ -329,7 +398,7 @@ def histogram_tv(x0: Tensor, density, bins: int, sub: int = 64) -> float:
         raise ValueError(f"x0 must lie in the support [{lo}, {hi}]^{d} of the density")
     cell = (hi - lo) / bins
     p_hat = _histogram_counts(x0, bins, lo, hi) / cell**d                       # [bins]*d, density values
-    g = lo + (torch.arange(bins * sub, dtype=torch.float64) + 0.5) * (hi - lo) / (bins * sub)
+    g = lo + (torch.arange(bins * sub, dtype=torch.float64, device=x0.device) + 0.5) * (hi - lo) / (bins * sub)
     mesh = torch.stack(torch.meshgrid(*([g] * d), indexing="ij"), -1)
     p = density.pdf(mesh)                                                       # [bins*sub]*d
     for k in range(d):
@@ -339,18 +408,19 @@ def histogram_tv(x0: Tensor, density, bins: int, sub: int = 64) -> float:
 
 def histogram_sample(x0: Tensor, bins: int, n_samples: int, low: float = -1.0, high: float = 1.0,
                      generator: Optional[torch.Generator] = None) -> Tensor:
-    """n_samples draws [n_samples, d] (float64) from the histogram estimator of x0 [n, d] on [low, high]^d:
-    a bin with probability N_j / n, then a uniform point in it."""
+    """n_samples draws [n_samples, d] (float64, on x0's device) from the histogram estimator of x0 [n, d] on
+    [low, high]^d: a bin with probability N_j / n, then a uniform point in it (drawn with `generator`)."""
     if not torch.is_tensor(x0) or x0.ndim != 2:
         raise ValueError("x0 must be a tensor of shape [n, d]")
     x0 = _check_points(x0, x0.shape[1], "x0").to(torch.float64)
     bins = int(check_range("bins", bins, 1, None, integer=True))
     n_samples = int(check_range("n_samples", n_samples, 1, None, integer=True))
     d = x0.shape[1]
+    generator = resolve_generator(generator)
     probs = _histogram_counts(x0, bins, low, high).reshape(-1)
-    flat = torch.multinomial(probs, n_samples, replacement=True, generator=generator)
+    flat = _categorical(probs, n_samples, generator=generator, device=x0.device)
     idx = torch.stack([(flat // bins**(d - 1 - k)) % bins for k in range(d)], -1).to(torch.float64)
-    u = torch.rand(n_samples, d, generator=generator, dtype=torch.float64)
+    u = uniform((n_samples, d), generator=generator, device=x0.device, dtype=torch.float64)
     return low + (idx + u) * (high - low) / bins
 
 # %% ../nbs/10_diffusion.ipynb #c020
@@ -364,12 +434,15 @@ class ScoreNet(torch.nn.Module):
     Weights are [B, fan_in, fan_out] so one `torch.baddbmm` evaluates all B models.
     skip=True adds a learned linear path eps_hat += (x / sigma_t) W, W [B, d, d] (zero at initialisation): for
     data on a subspace the normal part of the noise is exactly y_perp / sigma_t, which this path can represent.
+    The initial weights are Gaussian draws of `init_generator` (None: a fresh CPU generator seeded 0, never torch's
+    global state), so a network is reproducible on every device; it is created on `device` (None: `get_device()`).
     """
 
     def __init__(self, n_models: int, d: int, width: int = 64, depth: int = 2, n_freq: int = 24,
-                 clip: Union[float, Sequence[float]] = 4.0, generator: Optional[torch.Generator] = None,
-                 skip: bool = False):
+                 clip: Union[float, Sequence[float]] = 4.0, init_generator: Optional[torch.Generator] = None,
+                 skip: bool = False, device=None):
         super().__init__()
+        init_generator = resolve_generator(init_generator)
         self.n_models, self.dim, self.n_freq = n_models, d, n_freq
         self.register_buffer("freqs", math.pi * torch.arange(1, n_freq + 1, dtype=torch.float32))
         self.register_buffer("clip", torch.as_tensor(clip, dtype=torch.float32).expand(n_models).reshape(n_models, 1, 1).clone())
@@ -379,9 +452,10 @@ class ScoreNet(torch.nn.Module):
         self.biases = torch.nn.ParameterList()
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             scale = (1.0 if i < len(sizes) - 2 else 0.1) / math.sqrt(a)
-            self.weights.append(torch.nn.Parameter(scale * torch.randn(n_models, a, b, generator=generator)))
+            self.weights.append(torch.nn.Parameter(scale * gaussian((n_models, a, b), generator=init_generator)))
             self.biases.append(torch.nn.Parameter(torch.zeros(n_models, 1, b)))
         self.skip_weight = torch.nn.Parameter(torch.zeros(n_models, d, d)) if skip else None
+        self.to(get_device() if device is None else torch.device(device))
 
     def features(self, x: Tensor, t: Tensor) -> Tensor:
         """x [B, N, d], t [B, N] -> [B, N, n_in]."""
@@ -398,7 +472,7 @@ class ScoreNet(torch.nn.Module):
             if i < last:
                 h = torch.nn.functional.silu(h)
         if self.skip_weight is not None:
-            h = h + torch.bmm(x / ou_mean_std(t)[1][..., None], self.skip_weight)
+            h = h + torch.bmm(x / _ou(t)[1][..., None], self.skip_weight)
         return self.clip * torch.tanh(h / self.clip)
 
     def forward(self, x: Tensor, t) -> Tensor:
@@ -410,7 +484,7 @@ class ScoreNet(torch.nn.Module):
         x = x.to(self.freqs.dtype)
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
         tt = t.expand(x.shape[0])[:, None].expand(x.shape[:-1])
-        _, sigma = ou_mean_std(tt)
+        _, sigma = _ou(tt)                      # t > 0 unchecked: no host synchronisation per call
         out = -self.eps(x, tt) / sigma[..., None]
         return out[0] if squeeze else out
 
@@ -442,23 +516,28 @@ def _per_model(name: str, value, n_models: int) -> Tensor:
     return v.clone()
 
 
-def dsm_loss(model: ScoreNet, x0: Tensor, t: Tensor, z: Tensor) -> Tensor:
-    r"""Weighted denoising score-matching loss per model: [B].
-
-    x0, z: [B, N, d]; t: [B, N]. With x_t = m_t x0 + sigma_t z, the conditional score is -z / sigma_t and
-    |s(x_t, t) + z / sigma_t|^2 = |eps_hat - z|^2 / sigma_t^2. Drawing t log-uniformly on [t_min, t_max]
-    (density 1 / (t log(t_max / t_min))) and weighting by t / sigma_t^2 gives an unbiased estimate of
-    (1 / log(t_max/t_min)) * int_{t_min}^{t_max} E |s(x_t, t) - grad log p_t(x_t | x0)|^2 dt.
-    """
-    m, sigma = ou_mean_std(t)
+def _dsm_loss(model: ScoreNet, x0: Tensor, t: Tensor, z: Tensor) -> Tensor:
+    m, sigma = _ou(t)
     xt = m[..., None] * x0 + sigma[..., None] * z
     err = ((model.eps(xt, t) - z) ** 2).sum(-1)
     return (t / sigma**2 * err).mean(-1)
 
 
-def train_score_model(x0, t_min, t_max, *, steps: int, batch_size: int, lr: float,
+def dsm_loss(model: ScoreNet, x0: Tensor, t: Tensor, z: Tensor) -> Tensor:
+    r"""Weighted denoising score-matching loss per model: [B].
+
+    x0, z: [B, N, d]; t: [B, N] (every entry > 0). With x_t = m_t x0 + sigma_t z, the conditional score is
+    -z / sigma_t and |s(x_t, t) + z / sigma_t|^2 = |eps_hat - z|^2 / sigma_t^2. Drawing t log-uniformly on
+    [t_min, t_max] (density 1 / (t log(t_max / t_min))) and weighting by t / sigma_t^2 gives an unbiased estimate of
+    (1 / log(t_max/t_min)) * int_{t_min}^{t_max} E |s(x_t, t) - grad log p_t(x_t | x0)|^2 dt.
+    """
+    ou_mean_std(t)                                                   # validates t (the training loop skips this)
+    return _dsm_loss(model, x0, t, z)
+
+
+def train_score_model(x0, t_min, t_max, *, n_steps: int, batch_size: int, lr: float,
                       generator: Optional[torch.Generator] = None, device=None, width: int = 64,
-                      depth: int = 2, n_freq: int = 24, clip=None, skip: bool = False,
+                      depth: int = 2, n_freq: int = 24, clip=None, skip: bool = False, check_every: int = 100,
                       quiet: Optional[bool] = None) -> ScoreNet:
     r"""Fit eps_hat by denoising score matching on the OU process; one network per data set, trained jointly.
 
@@ -467,47 +546,58 @@ def train_score_model(x0, t_min, t_max, *, steps: int, batch_size: int, lr: floa
     Each step draws, per model, `batch_size` data points (with replacement), t log-uniform on
     [t_min, t_max] and z ~ N(0, I), and takes an Adam step on the sum over models of `dsm_loss`
     (the models share no parameters, so this is B independent trainings). The learning rate decays by a
-    cosine schedule. `clip` defaults to 2 sqrt(log n_b) + 1; `skip` adds the linear path of `ScoreNet`.
-    Returns the trained `ScoreNet` (eval mode).
-    Raises DivergenceError if the loss becomes non-finite.
+    cosine schedule (`torch.optim.lr_scheduler.CosineAnnealingLR`). `clip` defaults to 2 sqrt(log n_b) + 1;
+    `skip` adds the linear path of `ScoreNet`. `generator` (None: a fresh CPU generator seeded 0) draws the
+    initial weights and then every batch, on its own device (a CUDA generator keeps the draws on the GPU).
+    Returns the trained `ScoreNet` (eval mode) on `device` (None: `get_device()`), with `loss_history`, the
+    per-model losses of every step [n_steps, B] (float32, CPU; kept on the device during training).
+    Raises DivergenceError if the loss becomes non-finite (checked every `check_every` steps and at the end).
     """
     xs = _as_batch(x0)
     n_models, d = len(xs), xs[0].shape[1]
     lo, hi = _per_model("t_min", t_min, n_models), _per_model("t_max", t_max, n_models)
     if bool((lo >= hi).any()):
         raise ValueError(f"t_min must be < t_max for every model; got t_min={lo.tolist()}, t_max={hi.tolist()}")
-    steps = int(check_range("steps", steps, 1, None, integer=True))
+    n_steps = int(check_range("n_steps", n_steps, 1, None, integer=True))
     batch_size = int(check_range("batch_size", batch_size, 1, None, integer=True))
     lr = float(check_range("lr", lr, 0, 1, low_inclusive=False))
+    check_every = int(check_range("check_every", check_every, 1, None, integer=True))
     device = get_device() if device is None else torch.device(device)
     ns = torch.tensor([x.shape[0] for x in xs], dtype=torch.float64)
     if clip is None:
         clip = (2 * torch.sqrt(torch.log(ns)) + 1).tolist()
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    model = ScoreNet(n_models, d, width, depth, n_freq, clip, generator=gen, skip=skip).to(device)
-    data = torch.zeros(n_models, int(ns.max()), d, dtype=torch.float32)
+    gen = resolve_generator(generator)
+    model = ScoreNet(n_models, d, width, depth, n_freq, clip, init_generator=gen, skip=skip, device=device)
+    data = torch.zeros(n_models, int(ns.max()), d, dtype=torch.float32, device=device)
     for b, x in enumerate(xs):
-        data[b, : x.shape[0]] = x.to(torch.float32)
-    data = data.to(device)
-    log_lo, log_span = torch.log(lo).float(), torch.log(hi / lo).float()
+        data[b, : x.shape[0]] = x.to(device=device, dtype=torch.float32)
+    ns_col = ns.float().to(device)[:, None]
+    log_lo, log_span = torch.log(lo).float().to(device)[:, None], torch.log(hi / lo).float().to(device)[:, None]
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
     bidx = torch.arange(n_models, device=device)[:, None]
-    for step in progress(range(steps), desc="score matching", quiet=quiet):
-        idx = (torch.rand(n_models, batch_size, generator=gen) * ns[:, None].float()).long()
-        u = torch.rand(n_models, batch_size, generator=gen)
-        t = torch.exp(log_lo[:, None] + u * log_span[:, None]).to(device)
-        z = torch.randn(n_models, batch_size, d, generator=gen).to(device)
-        loss = dsm_loss(model, data[bidx, idx.to(device)], t, z).sum()
-        check_finite(loss.detach(), "score-matching loss", step)
+    history = torch.empty(n_steps, n_models, device=device)
+    checked = 0
+    for step in progress(range(n_steps), desc="score matching", quiet=quiet):
+        idx = (uniform((n_models, batch_size), generator=gen, device=device) * ns_col).long()
+        u = uniform((n_models, batch_size), generator=gen, device=device)
+        t = torch.exp(log_lo + u * log_span)
+        z = gaussian((n_models, batch_size, d), generator=gen, device=device)
+        losses = _dsm_loss(model, data[bidx, idx], t, z)
+        history[step] = losses.detach()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.sum().backward()
         opt.step()
         sched.step()
+        if (step + 1) % check_every == 0 or step + 1 == n_steps:          # one host synchronisation per window
+            check_finite(history[checked : step + 1], "score-matching loss", step)
+            checked = step + 1
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    model.loss_history = history.cpu()
     return model
+
 
 # %% ../nbs/10_diffusion.ipynb #c025
 def reflect_into(x: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
@@ -517,12 +607,15 @@ def reflect_into(x: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
     return low + torch.where(y > span, 2 * span - y, y)
 
 
-def time_grid(t_min, t_max, n_steps: int) -> Tensor:
+def time_grid(t_min, t_max, n_steps: int, device=None) -> Tensor:
     """Geometric grids from t_max down to t_min: [n_steps + 1] (float64), or [B, n_steps + 1] when t_min or
-    t_max is a sequence of B values (one grid per model). t_0 = t_max > ... > t_{n_steps} = t_min."""
-    lo = torch.as_tensor(t_min, dtype=torch.float64)
-    hi = torch.as_tensor(t_max, dtype=torch.float64)
-    u = torch.linspace(0, 1, n_steps + 1, dtype=torch.float64)
+    t_max is a sequence of B values (one grid per model). t_0 = t_max > ... > t_{n_steps} = t_min.
+    On `device` (None: `get_device()`)."""
+    n_steps = int(check_range("n_steps", n_steps, 1, None, integer=True))
+    device = get_device() if device is None else torch.device(device)
+    lo = torch.as_tensor(t_min, dtype=torch.float64).to(device)
+    hi = torch.as_tensor(t_max, dtype=torch.float64).to(device)
+    u = torch.linspace(0, 1, n_steps + 1, dtype=torch.float64, device=device)
     return torch.exp(torch.log(hi)[..., None] * (1 - u) + torch.log(lo)[..., None] * u)
 
 
@@ -536,20 +629,22 @@ def _sampler_args(score_model, n_samples, t_min, t_max, n_steps):
     if bool((lo >= hi).any()):
         raise ValueError(f"t_min must be < t_max; got t_min={lo.tolist()}, t_max={hi.tolist()}")
     params = list(score_model.parameters()) if isinstance(score_model, torch.nn.Module) else []
-    device = params[0].device if params else torch.device("cpu")
+    device = params[0].device if params else torch.device(getattr(score_model, "device", "cpu"))
     dtype = torch.float32 if params else torch.float64
-    return n_samples, n_steps, n_models, d, time_grid(lo, hi, n_steps), device, dtype
+    return n_samples, n_steps, n_models, d, time_grid(lo, hi, n_steps, device="cpu"), device, dtype
 
 
-def _step_scalars(grid: Tensor, k: int, device, dtype):
-    """Per-model step constants: t_k [B], e^h, the score coefficient sigma_k (e^h sigma_k - sigma_{k+1}), and
-    sqrt(e^{2h} - 1), each [B, 1, 1]."""
-    tk, tk1 = grid[:, k], grid[:, k + 1]
+def _step_table(grid: Tensor, device, dtype) -> tuple[Tensor, ...]:
+    """The constants of every step, computed once in float64 and moved to `device` once (no transfer per step):
+    t_k [n_steps, B] on `device` and on the CPU (float64, for score models that read t as a number), e^h, the
+    score coefficient sigma_k (e^h sigma_k - sigma_{k+1}) and sqrt(e^{2h} - 1), each [n_steps, B, 1, 1].
+    grid: [B, n_steps + 1] (CPU, float64), h = t_k - t_{k+1}."""
+    tk, tk1 = grid[:, :-1].T, grid[:, 1:].T                                    # [n_steps, B]
     h = tk - tk1
-    sk, sk1 = ou_mean_std(tk)[1], ou_mean_std(tk1)[1]
-    as_col = lambda v: v.to(device=device, dtype=dtype)[:, None, None]
-    return (tk.to(device=device, dtype=dtype), as_col(torch.exp(h)), as_col(sk * (torch.exp(h) * sk - sk1)),
-            as_col(torch.sqrt(torch.expm1(2 * h))))
+    sk, sk1 = _ou(tk)[1], _ou(tk1)[1]
+    col = lambda v: v.to(device=device, dtype=dtype)[..., None, None]
+    return (tk.to(device=device, dtype=dtype), tk, col(torch.exp(h)), col(sk * (torch.exp(h) * sk - sk1)),
+            col(torch.sqrt(torch.expm1(2 * h))))
 
 
 @torch.no_grad()
@@ -567,20 +662,24 @@ def sample(score_model, n_samples: int, t_min, t_max, *, n_steps: int,
         Y <- e^h Y + sigma_k (e^h sigma_k - sigma_{k+1}) s(Y, t_k)      (the DDIM step).
     score_model(x [B, N, d], t [B]) -> [B, N, d], with attributes n_models (B) and dim (d): a `ScoreNet` or a
     `GaussianMixture`. t_min, t_max: numbers or one per model. start: optional initial points [B, N, d].
+    The samples are on the model's device (a mixture's: where its means are); the Gaussian draws come from
+    `generator` (None: a fresh CPU generator seeded 0), drawn on its device and moved there.
     """
     n_samples, n_steps, n_models, d, grid, device, dtype = _sampler_args(score_model, n_samples, t_min, t_max, n_steps)
+    generator = resolve_generator(generator)
     if start is None:
-        y = torch.randn(n_models, n_samples, d, generator=generator, dtype=dtype).to(device)
+        y = gaussian((n_models, n_samples, d), generator=generator, device=device, dtype=dtype)
     else:
         y = start.to(device=device, dtype=dtype).expand(n_models, -1, -1).clone()
+    t_dev, t_cpu, ehs, coefs, noise_stds = _step_table(grid, device, dtype)
+    times = t_dev if isinstance(score_model, torch.nn.Module) else t_cpu      # a mixture reads t as a number
     for k in range(n_steps):
-        tk, eh, coef, noise_std = _step_scalars(grid, k, device, dtype)
-        s = score_model(y, tk)
+        s = score_model(y, times[k])
         if ode:
-            y = eh * y + coef * s
+            y = ehs[k] * y + coefs[k] * s
         else:
-            xi = torch.randn(y.shape, generator=generator, dtype=dtype).to(device)
-            y = eh * y + 2 * coef * s + noise_std * xi
+            xi = gaussian(y.shape, generator=generator, device=device, dtype=dtype)
+            y = ehs[k] * y + 2 * coefs[k] * s + noise_stds[k] * xi
     check_finite(y, "reverse-process samples")
     return y[0] if (n_models == 1 and getattr(score_model, "squeeze", True)) else y
 
@@ -602,7 +701,7 @@ def _pushforward_cdf(y: Tensor, w: Tensor, edges: Tensor) -> Tensor:
         cum_c = torch.cumsum(cs, -1)
         cum_cp = torch.cumsum(cs * ps, -1)
         k = torch.searchsorted(ps.contiguous(), edges.expand(ps.shape[0], -1).contiguous(), right=True)
-        zero = torch.zeros(ps.shape[0], 1, dtype=ps.dtype)
+        zero = torch.zeros(ps.shape[0], 1, dtype=ps.dtype, device=ps.device)
         C = torch.cat([zero, cum_c], -1).gather(-1, k)
         D = torch.cat([zero, cum_cp], -1).gather(-1, k)
         return edges * C - D
@@ -620,7 +719,7 @@ def ode_density_1d(score_model, t_min, t_max, *, n_steps: int, grid_size: int = 
     [z_i, z_{i+1}] carries mass 1 / n_start, which we spread uniformly over [Y(z_i), Y(z_{i+1})]
     (`_pushforward_cdf`; the map is treated as piecewise linear and need not be monotone). The mass is then
     folded into [low, high] by reflection at the faces. Returns (midpoints of `grid_size` equal cells of
-    [low, high] [G], density on them [B, G], float64).
+    [low, high] [G], density on them [B, G], float64), on the model's device.
     """
     if getattr(score_model, "dim", None) != 1:
         raise ValueError("score_model must model a 1-D distribution (score_model.dim = 1); "
@@ -630,23 +729,24 @@ def ode_density_1d(score_model, t_min, t_max, *, n_steps: int, grid_size: int = 
     u = torch.arange(n_start + 1, dtype=torch.float64) / n_start
     z = (math.sqrt(2) * torch.erfinv(2 * u - 1)).clamp(-8.0, 8.0)
     y = sample(score_model, n_start + 1, t_min, t_max, n_steps=n_steps, ode=True, start=z[None, :, None])
-    y = (y if y.ndim == 3 else y[None])[..., 0].double().cpu()                     # [B, n_start + 1]
+    y = (y if y.ndim == 3 else y[None])[..., 0].double()                             # [B, n_start + 1]
     check_finite(y, "probability-flow images")
+    dev = y.device
     width = (high - low) / grid_size
     k_lo = math.floor((float(y.min()) - low) / width) - 1
     k_hi = math.ceil((float(y.max()) - low) / width) + 1
-    edges = low + width * torch.arange(k_lo, k_hi + 1, dtype=torch.float64)
-    w = torch.full((n_start,), 1.0 / n_start, dtype=torch.float64)
+    edges = low + width * torch.arange(k_lo, k_hi + 1, dtype=torch.float64, device=dev)
+    w = torch.full((n_start,), 1.0 / n_start, dtype=torch.float64, device=dev)
     mass = torch.diff(_pushforward_cdf(y, w, edges), dim=-1)                         # [B, cells]
     centres = reflect_into(0.5 * (edges[1:] + edges[:-1]), low, high)
     idx = ((centres - low) / width).floor().long().clamp_(0, grid_size - 1)
-    folded = torch.zeros(y.shape[0], grid_size, dtype=torch.float64).index_add_(1, idx, mass)
-    grid = low + (torch.arange(grid_size, dtype=torch.float64) + 0.5) * width
+    folded = torch.zeros(y.shape[0], grid_size, dtype=torch.float64, device=dev).index_add_(1, idx, mass)
+    grid = low + (torch.arange(grid_size, dtype=torch.float64, device=dev) + 0.5) * width
     return grid, folded / width
 
 
 def tv_density_1d(grid: Tensor, q: Tensor, density) -> Tensor:
-    """1/2 int |q - p| on a uniform midpoint grid [G] of the support; q: [..., G] -> [...] (float64)."""
+    """1/2 int |q - p| on a uniform midpoint grid [G] of the support; q: [..., G] -> [...] (float64, q's device)."""
     p = density.pdf(grid[:, None])
     return 0.5 * (q - p).abs().sum(-1) * float(grid[1] - grid[0])
 
@@ -663,6 +763,7 @@ def sde_density_1d(score_model, t_min, t_max, *, n_steps: int, cells: int = 2048
     and split it linearly between the two nearest cell centres, then convolve with the Gaussian by FFT. At the
     end the mass is folded into [low, high] by reflection, as the samples are. Returns (cell midpoints of
     [low, high] [cells], density [B, cells], float64); mass that leaves [-reach, reach] is clamped to the ends.
+    Everything runs on the model's device (the law stays there from the first step to the last).
     """
     if getattr(score_model, "dim", None) != 1:
         raise ValueError("score_model must model a 1-D distribution (score_model.dim = 1); "
@@ -675,29 +776,30 @@ def sde_density_1d(score_model, t_min, t_max, *, n_steps: int, cells: int = 2048
     width = (high - low) / cells
     k_lo = math.floor((-reach - low) / width)
     k_hi = math.ceil((reach - low) / width)
-    centres = low + width * (torch.arange(k_lo, k_hi, dtype=torch.float64) + 0.5)            # [G]
+    centres = low + width * (torch.arange(k_lo, k_hi, dtype=torch.float64, device=device) + 0.5)   # [G]
     G = centres.numel()
     mass = torch.exp(-0.5 * centres**2)
     mass = (mass / mass.sum()).expand(n_models, G).clone()                                   # [B, G]
-    x_in = centres.to(device=device, dtype=dtype)[None, :, None].expand(n_models, G, 1).contiguous()
-    offsets = torch.fft.rfftfreq(2 * G, d=width, dtype=torch.float64)                        # for the Gaussian FFT
-    rows = torch.arange(n_models)[:, None] * G
+    x_in = centres.to(dtype)[None, :, None].expand(n_models, G, 1).contiguous()
+    offsets = torch.fft.rfftfreq(2 * G, d=width, dtype=torch.float64, device=device)         # for the Gaussian FFT
+    rows = torch.arange(n_models, device=device)[:, None] * G
+    t_dev, t_cpu, ehs, coefs, noise_stds = _step_table(grid_t, device, dtype)
+    times = t_dev if isinstance(score_model, torch.nn.Module) else t_cpu
+    nus = noise_stds.reshape(n_steps, n_models).double()                                     # [n_steps, B]
     for k in range(n_steps):
-        tk, eh, coef, noise_std = _step_scalars(grid_t, k, device, dtype)
-        f = (eh * x_in + 2 * coef * score_model(x_in, tk))[..., 0].double().cpu()           # [B, G]
+        f = (ehs[k] * x_in + 2 * coefs[k] * score_model(x_in, times[k]))[..., 0].double()   # [B, G]
         pos = ((f - centres[0]) / width).clamp(0, G - 1)
         i0 = pos.floor().long().clamp(max=G - 2)
         w1 = pos - i0
-        new = torch.zeros(n_models * G, dtype=torch.float64)
+        new = torch.zeros(n_models * G, dtype=torch.float64, device=device)
         new.index_add_(0, (rows + i0).reshape(-1), (mass * (1 - w1)).reshape(-1))
         new.index_add_(0, (rows + i0 + 1).reshape(-1), (mass * w1).reshape(-1))
-        nu = noise_std.reshape(-1).double().cpu()                                            # [B]
         spec = torch.fft.rfft(new.reshape(n_models, G), n=2 * G)
-        spec = spec * torch.exp(-2 * (math.pi * offsets[None] * nu[:, None]) ** 2)           # N(0, nu^2) kernel
+        spec = spec * torch.exp(-2 * (math.pi * offsets[None] * nus[k][:, None]) ** 2)      # N(0, nu^2) kernel
         mass = torch.fft.irfft(spec, n=2 * G)[:, :G].clamp_min(0)
         mass = mass / mass.sum(-1, keepdim=True)
     check_finite(mass, "propagated SDE law")
     idx = ((reflect_into(centres, low, high) - low) / width).floor().long().clamp_(0, cells - 1)
-    folded = torch.zeros(n_models, cells, dtype=torch.float64).index_add_(1, idx, mass)
-    grid = low + (torch.arange(cells, dtype=torch.float64) + 0.5) * width
+    folded = torch.zeros(n_models, cells, dtype=torch.float64, device=device).index_add_(1, idx, mass)
+    grid = low + (torch.arange(cells, dtype=torch.float64, device=device) + 0.5) * width
     return grid, folded / width

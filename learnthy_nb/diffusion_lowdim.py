@@ -8,13 +8,13 @@ from typing import Optional
 
 import torch
 
-from .core import check_range
-from .diffusion import ou_mean_std
+from .core import check_range, gaussian, integers, resolve_generator
+from .diffusion import ou_mean_std, reflect_into
 
 Tensor = torch.Tensor
 
 # %% auto #0
-__all__ = ['Tensor', 'quadrature_score_1d', 'embed_on_axis']
+__all__ = ['Tensor', 'quadrature_score_1d', 'embed_on_axis', 'kde_sample']
 
 # %% ../nbs/11_diffusion_beyond.ipynb #c005
 @torch.no_grad()
@@ -26,7 +26,8 @@ def quadrature_score_1d(density, y: Tensor, t: float, grid_size: int = 2**13, ch
     evaluated on `grid_size` midpoints x_j of density.support (log-sum-exp weights, so tiny sigma_t is safe).
     The rule is second-order accurate (p_0 may jump at the ends of the support): the grid spacing must be
     well below sigma_t / m_t.
-    density: has .pdf(x [..., 1]) and .support = (lo, hi); y: [N] or [N, 1]; t > 0. Returns [N, 1] float64.
+    density: has .pdf(x [..., 1]) and .support = (lo, hi); y: [N] or [N, 1]; t > 0. Returns [N, 1] float64, on
+    y's device.
     """
     if getattr(density, "d", 1) != 1:
         raise ValueError(f"quadrature_score_1d needs a 1-D density; got d = {density.d}")
@@ -37,9 +38,9 @@ def quadrature_score_1d(density, y: Tensor, t: float, grid_size: int = 2**13, ch
     grid_size = int(check_range("grid_size", grid_size, 16, None, integer=True))
     m, sigma = (float(v) for v in ou_mean_std(torch.tensor(float(t), dtype=torch.float64)))
     lo, hi = density.support
-    x = lo + (torch.arange(grid_size, dtype=torch.float64) + 0.5) * (hi - lo) / grid_size      # [G]
+    x = lo + (torch.arange(grid_size, dtype=torch.float64, device=y.device) + 0.5) * (hi - lo) / grid_size   # [G]
     logp = torch.log(density.pdf(x[:, None]).clamp_min(1e-300))                                  # [G]
-    yy = y.reshape(-1).to(torch.float64).cpu()
+    yy = y.reshape(-1).to(torch.float64)
     out = torch.empty_like(yy)
     for a in range(0, yy.numel(), chunk):
         diff = m * x - yy[a : a + chunk, None]                                                   # [c, G]
@@ -59,3 +60,19 @@ def embed_on_axis(u: Tensor, dim: int) -> Tensor:
         raise ValueError("u contains NaN or inf")
     u = u.reshape(-1, 1)
     return torch.cat([u, torch.zeros(u.shape[0], dim - 1, dtype=u.dtype, device=u.device)], 1)
+
+
+def kde_sample(x: Tensor, bandwidth: float, n_samples: int, *, generator: Optional[torch.Generator] = None,
+               reflect: Optional[tuple[float, float]] = None) -> Tensor:
+    """n_samples draws [n_samples, d] (float64, on x's device) from the Gaussian KDE of x [n, d] with `bandwidth`:
+    a training point uniformly at random, plus bandwidth times a standard Gaussian (both drawn with `generator`,
+    None: a fresh CPU generator seeded 0). reflect=(low, high) folds the draws into [low, high]^d by reflection."""
+    if not torch.is_tensor(x) or x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"x must be a tensor of shape [n, d]; got {getattr(x, 'shape', type(x))}")
+    bandwidth = float(check_range("bandwidth", bandwidth, 0, None, low_inclusive=False))
+    n_samples = int(check_range("n_samples", n_samples, 1, None, integer=True))
+    generator = resolve_generator(generator)
+    pick = integers(0, x.shape[0], (n_samples,), generator=generator, device=x.device)
+    z = gaussian((n_samples, x.shape[1]), generator=generator, device=x.device, dtype=torch.float64)
+    draws = x[pick].to(torch.float64) + bandwidth * z
+    return draws if reflect is None else reflect_into(draws, *reflect)

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
-
 import torch
 
 from .core import check_range
@@ -14,17 +12,18 @@ from .diffusion import _check_point_pair, _check_points
 Tensor = torch.Tensor
 
 # %% auto #0
-__all__ = ['Tensor', 'nearest_distance', 'memorised_fraction', 'random_frame', 'embed_on_line', 'line_coordinate',
-           'embed_on_circle', 'circle_coordinate', 'distance_to_circle', 'principal_frame']
+__all__ = ['Tensor', 'nearest_distance', 'memorised_fraction', 'embed_on_line', 'line_coordinate', 'embed_on_circle',
+           'circle_coordinate', 'distance_to_circle', 'pow10_text', 'principal_frame']
 
 # %% ../nbs/12_diffusion_structure.ipynb #c006
 def nearest_distance(y: Tensor, x: Tensor, chunk: int = 4096) -> Tensor:
     """Distance from each row of y [M, d] to the nearest row of x [n, d]: [M] (float64), computed in chunks
-    (directly, not through |y|^2 - 2 y.x + |x|^2, so that a training point is at distance exactly 0 from itself)."""
+    (directly, not through |y|^2 - 2 y.x + |x|^2, so that a training point is at distance exactly 0 from itself).
+    Computed on y's device (x is moved there)."""
     _check_point_pair(("y", "x"), y, x)
     chunk = int(check_range("chunk", chunk, 1, None, integer=True))
     chunk = max(1, min(chunk, 10**7 // max(1, x.shape[0] * x.shape[1])))      # at most ~10^7 differences at once
-    xd = x.to(torch.float64)
+    xd = x.to(device=y.device, dtype=torch.float64)
     return torch.cat([(y[a:a + chunk, None, :].to(torch.float64) - xd).norm(dim=-1).min(-1).values
                       for a in range(0, y.shape[0], chunk)])
 
@@ -35,14 +34,6 @@ def memorised_fraction(y: Tensor, x: Tensor, eps: float) -> float:
     return float((nearest_distance(y, x) < eps).to(torch.float64).mean())
 
 
-def random_frame(dim: int, k: int, generator: Optional[torch.Generator] = None) -> Tensor:
-    """k orthonormal vectors in R^dim, uniformly distributed (QR of a Gaussian matrix): [dim, k] float64."""
-    dim = int(check_range("dim", dim, 1, None, integer=True))
-    k = int(check_range("k", k, 1, dim, integer=True))
-    q, r = torch.linalg.qr(torch.randn(dim, k, generator=generator, dtype=torch.float64))
-    return q * torch.sign(torch.diagonal(r))            # sign fix: makes the law uniform (Haar)
-
-
 def _check_u(u: Tensor) -> Tensor:
     if not torch.is_tensor(u) or not (u.ndim == 1 or (u.ndim == 2 and u.shape[1] == 1)):
         raise ValueError("u must be a tensor of shape [n] or [n, 1]")
@@ -51,50 +42,67 @@ def _check_u(u: Tensor) -> Tensor:
     return u.reshape(-1, 1).to(torch.float64)
 
 
-def _check_frame(frame: Tensor, k: int) -> Tensor:
+def _check_frame(frame: Tensor, k: int, device) -> Tensor:
+    """The frame [dim, k] in float64 on `device` (that of the points it is used with), checked orthonormal."""
     if not torch.is_tensor(frame) or frame.ndim != 2 or frame.shape[1] != k:
         raise ValueError(f"frame must be a tensor of shape [dim, {k}]")
-    if not torch.allclose(frame.T.to(torch.float64) @ frame.to(torch.float64), torch.eye(k, dtype=torch.float64), atol=1e-6):
+    frame = frame.to(device=device, dtype=torch.float64)
+    if not torch.allclose(frame.T @ frame, torch.eye(k, dtype=torch.float64, device=device), atol=1e-6):
         raise ValueError("frame must have orthonormal columns")
-    return frame.to(torch.float64)
+    return frame
+
+
+def _points_on_frame(y: Tensor, frame: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(y [M, dim] in float64, the checked frame [dim, k] moved to y's device)."""
+    if not torch.is_tensor(y):
+        raise ValueError("y must be a torch tensor of shape [M, dim]")
+    f = _check_frame(frame, k, y.device)
+    return _check_points(y, f.shape[0], "y").to(torch.float64), f
 
 
 def embed_on_line(u: Tensor, frame: Tensor) -> Tensor:
-    """u [n] or [n, 1] -> u v [n, dim], v = frame[:, 0] a unit vector of R^dim (d' = 1, linear)."""
-    u, v = _check_u(u), _check_frame(frame[:, :1] if torch.is_tensor(frame) and frame.ndim == 2 else frame, 1)
+    """u [n] or [n, 1] -> u v [n, dim], v = frame[:, 0] a unit vector of R^dim (d' = 1, linear); on u's device."""
+    u = _check_u(u)
+    v = _check_frame(frame[:, :1] if torch.is_tensor(frame) and frame.ndim == 2 else frame, 1, u.device)
     return u * v[:, 0]
 
 
 def line_coordinate(y: Tensor, frame: Tensor) -> Tensor:
-    """The inverse of embed_on_line: y [M, dim] -> y . v [M, 1]."""
-    v = _check_frame(frame[:, :1] if torch.is_tensor(frame) and frame.ndim == 2 else frame, 1)
-    y = _check_points(y, v.shape[0], "y").to(torch.float64)
+    """The inverse of embed_on_line: y [M, dim] -> y . v [M, 1] (float64, on y's device)."""
+    y, v = _points_on_frame(y, frame[:, :1] if torch.is_tensor(frame) and frame.ndim == 2 else frame, 1)
     return y @ v
 
 
 def embed_on_circle(u: Tensor, frame: Tensor) -> Tensor:
     """u [n] or [n, 1] in [-1, 1] -> (cos(pi u) f_1 + sin(pi u) f_2) / pi [n, dim]: a circle of radius 1/pi (arc
-    length 2, the length of [-1, 1]) in the plane of the orthonormal frame [dim, 2] (d' = 1, curved)."""
-    u, f = _check_u(u), _check_frame(frame, 2)
+    length 2, the length of [-1, 1]) in the plane of the orthonormal frame [dim, 2] (d' = 1, curved); on u's device."""
+    u = _check_u(u)
+    f = _check_frame(frame, 2, u.device)
     return (torch.cos(math.pi * u) * f[:, 0] + torch.sin(math.pi * u) * f[:, 1]) / math.pi
 
 
 def circle_coordinate(y: Tensor, frame: Tensor) -> Tensor:
     """The inverse of embed_on_circle: the angle of the projection of y [M, dim] on the frame's plane, / pi,
-    in (-1, 1]: [M, 1]. Also defined off the circle (the nearest point of the circle has this coordinate)."""
-    f = _check_frame(frame, 2)
-    y = _check_points(y, f.shape[0], "y").to(torch.float64)
+    in (-1, 1]: [M, 1] (float64, on y's device). Also defined off the circle (the nearest point of the circle has
+    this coordinate)."""
+    y, f = _points_on_frame(y, frame, 2)
     p = y @ f
     return (torch.atan2(p[:, 1], p[:, 0]) / math.pi)[:, None]
 
 
 def distance_to_circle(y: Tensor, frame: Tensor) -> Tensor:
-    """Euclidean distance from y [M, dim] to the circle of embed_on_circle: [M]."""
-    f = _check_frame(frame, 2)
-    y = _check_points(y, f.shape[0], "y").to(torch.float64)
+    """Euclidean distance from y [M, dim] to the circle of embed_on_circle: [M] (float64, on y's device)."""
+    y, f = _points_on_frame(y, frame, 2)
     p = y @ f
     normal = y - p @ f.T
     return torch.sqrt((normal**2).sum(-1) + (p.norm(dim=-1) - 1 / math.pi) ** 2)
+
+
+def pow10_text(x: float) -> str:
+    """A power of ten as text with a superscript exponent (the nearest power: e.g. 1e-06 -> '10⁻⁶'), for prose."""
+    x = float(check_range("x", x, 0, None, low_inclusive=False))
+    e = round(math.log10(x))
+    return "10" + str(e).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 # %% ../nbs/12_diffusion_structure.ipynb #c021
 def principal_frame(x: Tensor) -> Tensor:

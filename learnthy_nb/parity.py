@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .core import DivergenceError, check_finite, check_range, get_device
+from .core import (DivergenceError, check_finite, check_range, gaussian, get_device, integers,
+                              kernel_ridge, rbf_kernel, resolve_generator)
+from .mfld import MeanFieldNet, run_mfld
 
 # %% auto #0
-__all__ = ['sparse_parity', 'neuron', 'network', 'mfld_parity_drift', 'mfld_parity_step', 'ParityMFLDModel', 'train_mfld_parity',
-           'ntk_kernel', 'ntk_monte_carlo', 'rbf_kernel', 'kernel_ridge_error', 'sample_complexity']
+__all__ = ['sparse_parity', 'ParityNet', 'mfld_parity_drift', 'ParityMFLDModel', 'ParityRisk', 'train_mfld_parity', 'ntk_kernel',
+           'ntk_monte_carlo', 'kernel_ridge_error', 'sample_complexity', 'mfld_error_grid', 'kernel_error_grid']
 
 # %% ../nbs/35_parity.ipynb #c005
 def _check_labels(y: torch.Tensor, name: str = "y") -> None:
@@ -22,46 +24,75 @@ def _check_labels(y: torch.Tensor, name: str = "y") -> None:
         raise ValueError(f"{name} must contain only labels in {{-1, 1}}")
 
 
-def sparse_parity(n: int, d: int, k: int, *, rotate: bool = False,
+def sparse_parity(n: int, d: int, k: int, *, rotation: Optional[torch.Tensor] = None,
                   generator: Optional[torch.Generator] = None,
                   device: Optional[torch.device] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """n samples of the k-sparse parity on the hypercube {-1/sqrt(d), +1/sqrt(d)}^d.
 
     Returns Z: [n, d] (float32) and y: [n] in {-1, 1} with y = prod_{j<k} sign(Z_j), the parity of the
-    first k coordinates. With `rotate=True` the inputs are Z @ Q for a random orthogonal Q (drawn from
-    `generator`), so the label is the parity of the coordinates along k orthonormal directions
-    (the first k rows of Q) instead of along the axes.
+    first k coordinates. With an orthogonal `rotation` Q [d, d] (e.g. `core.haar_orthogonal(d)`) the inputs
+    are Z Q instead: since Z = (Z Q) Q^T, the label is then the parity of the signs of the coordinates along
+    the first k rows of Q. Pass the same Q to the training and the test sample.
+    The signs are drawn on the generator's device (contract); the result is on `device` (default get_device()).
     """
     check_range("n", n, 1, integer=True)
     check_range("d", d, 1, integer=True)
     check_range("k", k, 1, d, integer=True)
     device = device or get_device()
-    signs = torch.randint(0, 2, (int(n), int(d)), generator=generator).float() * 2 - 1
+    if rotation is not None and (not isinstance(rotation, torch.Tensor) or rotation.shape != (int(d), int(d))):
+        raise ValueError(f"rotation must be an orthogonal tensor of shape [d, d] = [{d}, {d}], "
+                         f"got {getattr(rotation, 'shape', type(rotation))}")
+    if rotation is not None:
+        Qd = rotation.detach().double()
+        if not torch.allclose(Qd @ Qd.T, torch.eye(int(d), dtype=torch.float64, device=Qd.device), atol=1e-8):
+            raise ValueError("rotation must be an orthogonal matrix (Q Q^T = I)")
+    signs = integers(0, 2, (int(n), int(d)), generator=generator, device=device).float() * 2 - 1
     y = signs[:, : int(k)].prod(dim=1)
     Z = signs / math.sqrt(d)
-    if rotate:
-        Q, R = torch.linalg.qr(torch.randn(int(d), int(d), generator=generator, dtype=torch.float64))
-        Q = Q * torch.sign(torch.diagonal(R))                       # Haar-distributed orthogonal matrix
-        Z = (Z.double() @ Q).float()
-    return Z.to(device), y.to(device)
+    if rotation is not None:
+        Z = (Z.double() @ rotation.to(device=device, dtype=torch.float64)).float()
+    return Z, y
+
 
 # %% ../nbs/35_parity.ipynb #c008
-def neuron(X: torch.Tensor, Z: torch.Tensor, R: float = 15.0) -> torch.Tensor:
-    """The paper's neuron h_x(z) = R [tanh(z^T x_1 + x_2) + 2 tanh(x_3)] / 3.
+class ParityNet(MeanFieldNet):
+    """The paper's neuron h_x(z) = R [tanh(z^T x_1 + x_2) + 2 tanh(x_3)] / 3 as a `MeanFieldNet`.
 
-    X: [..., M, d+2] particles x = (x_1, x_2, x_3); Z: [..., n, d]. Returns [..., n, M].
+    A particle is x = (x_1 [d], x_2, x_3): particle_dim = d + 2. particles: [..., M, d+2]; inputs Z: [..., n, d]
+    (a batch of runs may share one [n, d] input). `forward` gives f_mu(z) = (1/M) sum_i h_{x^i}(z): [..., n];
+    `pullback` the gradient in x of sum_j c_j h_x(z_j). The MFLD engine (`run_mfld`) drives it through
+    `ParityRisk`, whose fused pass (`mfld_parity_drift`) computes the same gradient for many runs at once.
     """
-    d = Z.shape[-1]
-    pre = Z @ X[..., :d].transpose(-1, -2) + X[..., d].unsqueeze(-2)
-    return R * (torch.tanh(pre) + 2 * torch.tanh(X[..., d + 1]).unsqueeze(-2)) / 3
 
+    def __init__(self, input_dim: int, R: float = 15.0):
+        super().__init__(input_dim, bias=True, output_weight=False, activation="tanh",
+                         scale=check_range("R", R, 0, None, low_inclusive=False))
+        self.R = float(R)
 
-def network(X: torch.Tensor, Z: torch.Tensor, R: float = 15.0) -> torch.Tensor:
-    """The mean-field network f_mu(z) = (1/M) sum_i h_{X^i}(z). X: [..., M, d+2], Z: [..., n, d] -> [..., n]."""
-    d = Z.shape[-1]
-    pre = torch.baddbmm(X[..., d].unsqueeze(-2), Z, X[..., :d].transpose(-1, -2)) if Z.dim() == 3 else \
-        Z @ X[..., :d].transpose(-1, -2) + X[..., d].unsqueeze(-2)
-    return R * (torch.tanh(pre).mean(-1) + 2 * torch.tanh(X[..., d + 1]).mean(-1, keepdim=True)) / 3
+    @property
+    def particle_dim(self) -> int:
+        return self.input_dim + 2
+
+    def _check(self, particles: torch.Tensor, X: torch.Tensor) -> None:
+        if particles.ndim < 2 or particles.shape[-1] != self.particle_dim:
+            raise ValueError(f"particles must have shape [..., M, {self.particle_dim}], got {tuple(particles.shape)}")
+        if X.ndim < 2 or X.shape[-1] != self.input_dim:
+            raise ValueError(f"Z must have shape [..., n, {self.input_dim}], got {tuple(X.shape)}")
+
+    def _features(self, particles: torch.Tensor, X: torch.Tensor):
+        """h_{x^i}(z_j): [..., M, n], and the cache (tanh(z^T x_1 + x_2) [..., n, M], tanh(x_3) [..., M])."""
+        d = self.input_dim
+        t = torch.tanh(X.to(particles) @ particles[..., :d].transpose(-1, -2) + particles[..., d].unsqueeze(-2))
+        t3 = torch.tanh(particles[..., d + 1])
+        return ((self.R / 3) * (t + 2 * t3.unsqueeze(-2))).transpose(-1, -2), (t, t3)
+
+    def _pullback(self, particles: torch.Tensor, X: torch.Tensor, cache, weights: torch.Tensor) -> torch.Tensor:
+        """sum_j c_j grad_x h_x(z_j) = (R/3) (sum_j c_j (1 - t_j^2) [z_j, 1], 2 (1 - tanh(x_3)^2) sum_j c_j)."""
+        t, t3 = cache
+        gt = (1 - t * t) * weights.unsqueeze(-1)                                  # [..., n, M]
+        g1 = gt.transpose(-1, -2) @ X.to(particles)                               # [..., M, d]
+        g3 = 2 * (1 - t3 * t3) * weights.sum(-1, keepdim=True)                    # [..., M]
+        return (self.R / 3) * torch.cat([g1, gt.sum(-2).unsqueeze(-1), g3.unsqueeze(-1)], dim=-1)
 
 # %% ../nbs/35_parity.ipynb #c009
 def mfld_parity_drift(X: torch.Tensor, Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *,
@@ -74,20 +105,21 @@ def mfld_parity_drift(X: torch.Tensor, Z: torch.Tensor, y: torch.Tensor, w: torc
     The weights are 1/n_b on the real samples of run b and 0 on padding. Returns v: [B, M, d+2] with
         v(x) = grad_x sum_i w_i l'(y_i f(z_i)) y_i h_x(z_i) + 2 lam lam1 x,   l(m) = log(1 + e^{-m}),
     i.e. M times the gradient of the averaged loss with respect to particle x (mean-field scaling).
+    The tanh is computed as 2 sigmoid(2u) - 1 and 1 - tanh^2 as 4 s (1 - s) (equal to float32 rounding; torch's
+    sigmoid is several times faster than its tanh on AVX2 CPUs, see `MeanFieldNet.fused_gradient`).
     """
     d = Z.shape[-1]
     Xc = X if run_index is None else X.index_select(0, run_index)          # [C, M, d+2] particles per chunk
     X1, x2, x3 = Xc[..., :d], Xc[..., d], Xc[..., d + 1]
-    T = torch.baddbmm(x2.unsqueeze(1), Z, X1.transpose(1, 2))              # [C, c, M] pre-activations
-    T.tanh_()                                                               # t = tanh(z^T x1 + x2)
+    S = torch.baddbmm(x2.unsqueeze(1), Z, X1.transpose(1, 2), beta=2, alpha=2)   # [C, c, M] 2 (z^T x1 + x2)
+    S.sigmoid_()                                                            # s = sigmoid(2u), tanh(u) = 2 s - 1
     t3 = torch.tanh(x3)                                                     # [C, M]
-    f = (R / 3) * (T.mean(-1) + 2 * t3.mean(-1, keepdim=True))              # [C, c] network output
+    f = (R / 3) * (2 * S.mean(-1) - 1 + 2 * t3.mean(-1, keepdim=True))      # [C, c] network output
     g = -(w * y) * torch.sigmoid(-y * f)                                    # [C, c] w_i l'(y_i f_i) y_i
-    gc = g.unsqueeze(-1)
-    T.square_().mul_(gc).neg_().add_(gc)                                    # g_i (1 - t_ij^2)
+    S.addcmul_(S, S, value=-1).mul_(g.unsqueeze(-1))                        # g_i s (1 - s) = g_i (1 - t^2) / 4
     vc = torch.empty_like(Xc)
-    torch.bmm(T.transpose(1, 2), Z, out=vc[..., :d])                        # sum_i g_i (1 - t^2) z_i
-    vc[..., d] = T.sum(1)
+    vc[..., :d] = torch.bmm(Z.transpose(1, 2), S).transpose(1, 2).mul_(4)  # sum_i g_i (1 - t^2) z_i
+    vc[..., d] = S.sum(1).mul_(4)
     vc[..., d + 1] = 2 * (1 - t3 * t3) * g.sum(1, keepdim=True)
     if run_index is None:
         v = vc
@@ -98,18 +130,6 @@ def mfld_parity_drift(X: torch.Tensor, Z: torch.Tensor, y: torch.Tensor, w: torc
     return v
 
 
-def mfld_parity_step(X: torch.Tensor, Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *, eta: float,
-                     lam: float, lam1: float, R: float = 15.0,
-                     noise: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """One MFLD step X <- X - eta v(X) + sqrt(2 eta lam) xi (shapes as in `mfld_parity_drift`).
-
-    `noise` is xi: [B, M, d+2] standard normal (None: no noise). Returns a new tensor.
-    """
-    X = X - eta * mfld_parity_drift(X, Z, y, w, lam=lam, lam1=lam1, R=R)
-    if noise is not None:
-        X.add_(noise, alpha=math.sqrt(2 * eta * lam))
-    return X
-
 # %% ../nbs/35_parity.ipynb #c012
 @dataclass
 class ParityMFLDModel:
@@ -119,10 +139,7 @@ class ParityMFLDModel:
 
     def decision(self, Z: torch.Tensor) -> torch.Tensor:
         """f_mu(Z): Z [n, d] (or [B, n, d] for batched particles; [n, d] is shared by all runs) -> [n] / [B, n]."""
-        X = self.particles
-        if X.dim() == 3 and Z.dim() == 2:
-            Z = Z.unsqueeze(0).expand(X.shape[0], -1, -1)
-        return network(X, Z.to(X), self.R)
+        return ParityNet(self.particles.shape[-1] - 2, self.R).forward(self.particles, Z.to(self.particles))
 
     def predict(self, Z: torch.Tensor) -> torch.Tensor:
         """sign f_mu(Z) in {-1, 1} (0 maps to 1)."""
@@ -142,7 +159,7 @@ class ParityMFLDModel:
         share = sq[..., :k].sum(-1) / sq.sum(-1)
         return float(share) if share.dim() == 0 else share
 
-
+# %% ../nbs/35_parity.ipynb #c012b
 def _stack_runs(Z, y, chunk: Optional[int] = None):
     """Lay out a list of datasets (same d) for `mfld_parity_drift`.
 
@@ -161,60 +178,72 @@ def _stack_runs(Z, y, chunk: Optional[int] = None):
         if t.shape != (z.shape[0],):
             raise ValueError(f"y[{b}] must have shape [{z.shape[0]}], got {tuple(t.shape)}")
         _check_labels(t, "y")
-    device = Z[0].device
+    device, dtype = Z[0].device, (Z[0].dtype if Z[0].is_floating_point() else torch.float32)
     c = max(z.shape[0] for z in Z) if chunk is None else int(chunk)
     counts = [-(-z.shape[0] // c) for z in Z]
     C = sum(counts)
-    Zs = torch.zeros(C, c, d, device=device)
-    ys = torch.ones(C, c, device=device)
-    ws = torch.zeros(C, c, device=device)
+    Zs = torch.zeros(C, c, d, device=device, dtype=dtype)
+    ys = torch.ones(C, c, device=device, dtype=dtype)
+    ws = torch.zeros(C, c, device=device, dtype=dtype)
     j = 0
     for z, t, m in zip(Z, y, counts):
         n = z.shape[0]
-        Zp = torch.zeros(m * c, d, device=device); Zp[:n] = z
-        yp = torch.ones(m * c, device=device); yp[:n] = t
-        wp = torch.zeros(m * c, device=device); wp[:n] = 1.0 / n
+        Zp = torch.zeros(m * c, d, device=device, dtype=dtype); Zp[:n] = z
+        yp = torch.ones(m * c, device=device, dtype=dtype); yp[:n] = t
+        wp = torch.zeros(m * c, device=device, dtype=dtype); wp[:n] = 1.0 / n
         Zs[j:j + m], ys[j:j + m], ws[j:j + m] = Zp.view(m, c, d), yp.view(m, c), wp.view(m, c)
         j += m
     run_index = None if chunk is None else torch.repeat_interleave(
         torch.arange(len(Z), device=device), torch.tensor(counts, device=device))
     return Zs, ys, ws, run_index
 
+# %% ../nbs/35_parity.ipynb #c012c
+class ParityRisk:
+    """The regularised logistic risk of B runs (each its own dataset) as the gradient field `run_mfld` drives.
 
+    Run b minimises F_b(mu) + lam Ent(mu) with F_b(mu) = sum_i w_i log(1 + exp(-y_i f_mu(z_i))) + lam lam1 E_mu|x|^2
+    (w_i = 1/n_b on its samples). Called on particles [B, M, d+2] it returns grad_x (dF_b/dmu)(mu_b)(x) for every
+    particle of every run (`mfld_parity_drift`); `run_mfld` adds the entropy through its noise. The samples are laid
+    out by `_stack_runs` in chunks of `chunk` samples.
+    """
+
+    def __init__(self, Z, y, *, lam: float, lam1: float, R: float = 15.0, chunk: Optional[int] = 64):
+        self.lam = float(check_range("lam", lam, 0))
+        self.lam1 = float(check_range("lam1", lam1, 0, low_inclusive=False))
+        self.R = float(check_range("R", R, 0, low_inclusive=False))
+        if chunk is not None:
+            check_range("chunk", chunk, 1, integer=True)
+        self.Zs, self.ys, self.ws, self.run_index = _stack_runs(Z, y, chunk)
+        self.input_dim = self.Zs.shape[-1]
+
+    def __call__(self, particles: torch.Tensor) -> torch.Tensor:
+        return mfld_parity_drift(particles, self.Zs, self.ys, self.ws, lam=self.lam, lam1=self.lam1, R=self.R,
+                                 run_index=self.run_index)
+
+# %% ../nbs/35_parity.ipynb #c012d
 def train_mfld_parity(Z, y, *, n_particles: int, eta: float, lam: float, lam1: float, n_steps: int,
                       generator: Optional[torch.Generator] = None, R: float = 15.0,
                       check_every: int = 100, chunk: Optional[int] = 64, progress_bar=None) -> ParityMFLDModel:
-    """Train the mean-field network by MFLD on one dataset or a batch of datasets.
+    """Train the mean-field network by MFLD (`run_mfld`) on one dataset or a batch of datasets.
 
     Z: [n, d] with y: [n] (one run), or [B, n, d] with [B, n], or lists of [n_b, d] / [n_b] (runs with
     different n). The samples of each run are cut into chunks of `chunk` samples (None: pad every run to
-    the largest n), so runs of very different n waste little work on padding. Particles start from the regulariser's Gaussian N(0, I/(2 lam1))
-    and follow X <- X - eta v(X) + sqrt(2 eta lam) xi for n_steps steps (`mfld_parity_drift`).
-    Raises DivergenceError if the particles become non-finite (checked every `check_every` steps).
+    the largest n), so runs of very different n waste little work on padding. Particles start from the
+    regulariser's Gaussian N(0, I/(2 lam1)) (drawn with `generator`) and follow
+    X <- X - eta v(X) + sqrt(2 eta lam) xi for n_steps steps, all runs in one tensor [B, M, d+2].
+    Raises DivergenceError if the particles become non-finite (read every `check_every` steps).
     """
     check_range("n_particles", n_particles, 1, integer=True)
     check_range("eta", eta, 0, low_inclusive=False)
-    check_range("lam", lam, 0)
-    check_range("lam1", lam1, 0, low_inclusive=False)
     check_range("n_steps", n_steps, 0, integer=True)
     single = isinstance(Z, torch.Tensor) and Z.dim() == 2
-    if chunk is not None:
-        check_range("chunk", chunk, 1, integer=True)
-    Zs, ys, ws, run_index = _stack_runs(Z, y, chunk)
-    B, d = (1 if single else (Z.shape[0] if isinstance(Z, torch.Tensor) else len(Z))), Zs.shape[-1]
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    def randn(*shape):
-        return torch.randn(*shape, generator=generator, device=gen_device).to(Zs.device)
-    X = randn(B, int(n_particles), d + 2) / math.sqrt(2 * lam1)
-    sigma = math.sqrt(2 * eta * lam)
-    steps = range(int(n_steps)) if progress_bar is None else progress_bar(range(int(n_steps)))
-    for step in steps:
-        v = mfld_parity_drift(X, Zs, ys, ws, lam=lam, lam1=lam1, R=R, run_index=run_index)
-        X.add_(v, alpha=-eta)
-        if lam > 0:
-            X.add_(randn(*X.shape), alpha=sigma)
-        if (step + 1) % check_every == 0 or step + 1 == n_steps:
-            check_finite(X, "MFLD particles", step + 1)
+    problem = ParityRisk(Z, y, lam=lam, lam1=lam1, R=R, chunk=chunk)
+    B = 1 if single else (Z.shape[0] if isinstance(Z, torch.Tensor) else len(Z))
+    generator = resolve_generator(generator)
+    X0 = gaussian((B, int(n_particles), problem.input_dim + 2), generator=generator, device=problem.Zs.device,
+                  dtype=problem.Zs.dtype) / math.sqrt(2 * lam1)
+    X = run_mfld(problem, X0, eta=eta, lam=lam, n_steps=int(n_steps), generator=generator,
+                 check_every=check_every, progress_bar=progress_bar)
     return ParityMFLDModel(X[0] if single else X, R)
 
 # %% ../nbs/35_parity.ipynb #c017
@@ -261,16 +290,11 @@ def ntk_monte_carlo(A: torch.Tensor, B: torch.Tensor, *, width: int, bias: float
     return (first + second) / width
 
 
-def rbf_kernel(A: torch.Tensor, B: torch.Tensor, *, bandwidth: float = 1.0) -> torch.Tensor:
-    """Gaussian kernel exp(-|a - b|^2 / (2 bandwidth^2)). A: [n, d], B: [p, d] -> [n, p] (float64)."""
-    check_range("bandwidth", bandwidth, 0, low_inclusive=False)
-    return torch.exp(-torch.cdist(A.double(), B.double()).square() / (2 * bandwidth**2))
-
 # %% ../nbs/35_parity.ipynb #c020
 def kernel_ridge_error(kernel, Z: torch.Tensor, y: torch.Tensor, Z_test: torch.Tensor, y_test: torch.Tensor,
                        ridges: Sequence[float], *, val_fraction: float = 0.25,
                        generator: Optional[torch.Generator] = None, return_ridge: bool = False):
-    """Test classification error of kernel ridge regression on the labels, ridge chosen on a validation split.
+    """Test classification error of kernel ridge regression on the labels (`core.kernel_ridge`, score "sign").
 
     kernel(A [n, d], B [p, d]) -> [n, p]. The predictor is sign(K(z, Z) alpha) with
     (K(Z, Z) + n * ridge * I) alpha = y. A random `val_fraction` of (Z, y) is held out; the ridge with the
@@ -283,30 +307,11 @@ def kernel_ridge_error(kernel, Z: torch.Tensor, y: torch.Tensor, Z_test: torch.T
         raise ValueError("Z, y, Z_test, y_test must be [n, d], [n], [m, d], [m]")
     _check_labels(y, "y")
     _check_labels(y_test, "y_test")
-    check_range("val_fraction", val_fraction, 0, 1, low_inclusive=False, high_inclusive=False)
-    if len(ridges) == 0:
-        raise ValueError("ridges must hold at least one value")
-    for r in ridges:
-        check_range("ridges", r, 0)
-    yd, ytd = y.double(), y_test.double()
-    n_val = max(1, min(n - 1, int(round(val_fraction * n))))
-    perm = torch.randperm(n, generator=generator).to(Z.device)
-    tr, va = perm[n_val:], perm[:n_val]
-    K = kernel(Z[tr], Z[tr]).double()
-    evals, evecs = torch.linalg.eigh(K)
-    coef = evecs.T @ yd[tr]                                                   # [n_tr]
-    Kva = kernel(Z[va], Z[tr]).double() @ evecs                               # [n_val, n_tr]
-    scores = []
-    for r in ridges:
-        pred = Kva @ (coef / (evals + len(tr) * r).clamp_min(1e-12))
-        scores.append((float((torch.sign(pred) != yd[va]).double().mean()), float(((pred - yd[va]) ** 2).mean())))
-    best = min(range(len(ridges)), key=lambda i: scores[i])
-    ridge = float(ridges[best])
-    K = kernel(Z, Z).double()
-    alpha = torch.linalg.solve(K + n * max(ridge, 1e-12) * torch.eye(n, dtype=K.dtype, device=K.device), yd)
-    pred = kernel(Z_test, Z).double() @ alpha
-    err = float((torch.where(pred >= 0, 1.0, -1.0).double() != ytd).double().mean())
-    return (err, ridge) if return_ridge else err
+    fit = kernel_ridge(kernel, Z, y, ridges=ridges, val_fraction=val_fraction, score="sign", generator=generator)
+    pred = fit.predict(Z_test)
+    err = float((torch.where(pred >= 0, 1.0, -1.0).double() != y_test.double()).double().mean())
+    return (err, fit.ridge) if return_ridge else err
+
 
 # %% ../nbs/35_parity.ipynb #c021
 def sample_complexity(errors_by_n: Mapping[int, object], threshold: float) -> float:
@@ -333,3 +338,50 @@ def sample_complexity(errors_by_n: Mapping[int, object], threshold: float) -> fl
     (n0, e0), (n1, e1) = (ns[i - 1], errs[i - 1]), (ns[i], errs[i])
     frac = (e0 - threshold) / (e0 - e1)
     return float(math.exp(math.log(n0) + frac * (math.log(n1) - math.log(n0))))
+
+# %% ../nbs/35_parity.ipynb #c35g1
+def mfld_error_grid(d: int, ns: Sequence[int], k: int, seeds: int, *, n_test: int, n_particles: int, eta: float,
+                    lam: float, lam1: float, n_steps: int, rotation: Optional[torch.Tensor] = None,
+                    generator: Optional[torch.Generator] = None,
+                    device: Optional[torch.device] = None) -> tuple[np.ndarray, ParityMFLDModel]:
+    """Test errors of MFLD on the k-sparse parity at one dimension d, every (n, seed) run in one batched training.
+
+    For each n in `ns` and each of `seeds` repetitions a fresh training set is drawn (in the basis of `rotation`,
+    see `sparse_parity`), all len(ns) * seeds runs are trained together by `train_mfld_parity`, and each
+    is tested on one shared fresh test set of n_test points. Returns errors [len(ns), seeds] (numpy) and the
+    trained model (particles [len(ns) * seeds, M, d+2], run index = i_n * seeds + seed).
+    """
+    check_range("seeds", seeds, 1, integer=True)
+    check_range("n_test", n_test, 1, integer=True)
+    if len(ns) == 0:
+        raise ValueError("ns must hold at least one sample size")
+    data = [sparse_parity(n, d, k, rotation=rotation, generator=generator, device=device)
+            for n in ns for _ in range(int(seeds))]
+    Zt, yt = sparse_parity(n_test, d, k, rotation=rotation, generator=generator, device=device)
+    model = train_mfld_parity([z for z, _ in data], [t for _, t in data], n_particles=n_particles, eta=eta,
+                              lam=lam, lam1=lam1, n_steps=n_steps, generator=generator)
+    return model.error(Zt, yt).reshape(len(ns), int(seeds)).cpu().numpy(), model
+
+
+# %% ../nbs/35_parity.ipynb #c35g3
+def kernel_error_grid(kernel: Callable, d: int, ns: Sequence[int], k: int, seeds: int, *, n_test: int,
+                      ridges: Sequence[float], rotation: Optional[torch.Tensor] = None,
+                      generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None,
+                      stop_below: Optional[float] = None) -> np.ndarray:
+    """Test errors [len(ns), seeds] of kernel ridge regression (`kernel_ridge_error`, ridge validated) at dimension d.
+
+    Same data model as `mfld_error_grid`. If `stop_below` is given, the n grid (taken in increasing order) stops
+    once every seed's error is <= stop_below, and the remaining rows are NaN (not computed).
+    """
+    check_range("seeds", seeds, 1, integer=True)
+    if len(ns) == 0:
+        raise ValueError("ns must hold at least one sample size")
+    Zt, yt = sparse_parity(n_test, d, k, rotation=rotation, generator=generator, device=device)
+    errors = np.full((len(ns), int(seeds)), np.nan)
+    for i, n in enumerate(ns):
+        for s in range(int(seeds)):
+            Z, y = sparse_parity(n, d, k, rotation=rotation, generator=generator, device=device)
+            errors[i, s] = kernel_ridge_error(kernel, Z, y, Zt, yt, ridges, generator=generator)
+        if stop_below is not None and errors[i].max() <= stop_below:
+            break
+    return errors

@@ -10,7 +10,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from .core import PowerLawFit, check_finite, check_range, fit_power_law
+from .core import PowerLawFit, check_finite, check_range, fit_power_law, gaussian, resolve_generator
 from .parity import _check_labels, _stack_runs
 
 # %% auto #0
@@ -128,9 +128,9 @@ def train_lazy_parity(Z, y, *, width: int, lr: float, n_steps: int, bias: float 
     check_range("alpha", alpha, 0, low_inclusive=False)
     Zs, ys, ws, _ = _stack_runs(Z, y, None)
     B, d, h = Zs.shape[0], Zs.shape[-1], int(width) // 2
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    generator = resolve_generator(generator)
     def randn(*shape):
-        return torch.randn(*shape, generator=generator, device=gen_device).to(Zs.device)
+        return gaussian(shape, generator=generator, device=Zs.device, dtype=Zs.dtype)
     W, b, a = randn(B, h, d), bias * randn(B, h), randn(B, h)
     W, b, a = torch.cat([W, W], 1), torch.cat([b, b], 1), torch.cat([a, -a], 1)
     W0, b0, a0 = W.clone(), b.clone(), a.clone()

@@ -9,47 +9,14 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .core import check_range, get_device
-from .parity import ParityMFLDModel, kernel_ridge_error, sparse_parity, train_mfld_parity
+from .core import check_range, gaussian, get_device, haar_orthogonal, resolve_generator
+from .parity import (ParityMFLDModel, kernel_error_grid, kernel_ridge_error, mfld_error_grid, sparse_parity,
+                                 train_mfld_parity)
 
 # %% auto #0
-__all__ = ['random_orthogonal', 'rotated_sparse_parity', 'subspace_share', 'mfld_error_grid', 'kernel_error_grid',
-           'initial_gradient_snr']
+__all__ = ['subspace_share', 'initial_gradient_snr']
 
 # %% ../nbs/37_parity_phase.ipynb #c005
-def random_orthogonal(d: int, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """A Haar-distributed orthogonal matrix Q: [d, d] (float64, CPU).
-
-    Q R = G is the QR decomposition of a standard Gaussian matrix G; multiplying the columns of Q by the
-    signs of diag(R) makes the distribution of Q exactly Haar (the construction `sparse_parity` uses).
-    """
-    check_range("d", d, 1, integer=True)
-    Q, R = torch.linalg.qr(torch.randn(int(d), int(d), generator=generator, dtype=torch.float64))
-    return Q * torch.sign(torch.diagonal(R))
-
-
-def rotated_sparse_parity(n: int, d: int, k: int, rotation: Optional[torch.Tensor] = None, *,
-                          generator: Optional[torch.Generator] = None,
-                          device: Optional[torch.device] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """n samples of the k-sparse parity in the basis of a *given* rotation, so that train and test sets share it.
-
-    Draws Z on {-1/sqrt(d), +1/sqrt(d)}^d and y = prod_{j<k} sign(Z_j) (`sparse_parity`) and returns X = Z Q
-    ([n, d], float32) and y ([n]). Since Z = X Q^T, the label is the parity of the signs of <X, q_j> for the
-    first k rows q_j of Q. rotation=None returns the axis-aligned parity (X = Z). (`sparse_parity(rotate=True)`
-    draws a fresh Q at every call, which suits a single sample but not a train/test pair.)
-    """
-    Z, y = sparse_parity(n, d, k, generator=generator, device=torch.device("cpu"))
-    if rotation is not None:
-        if rotation.shape != (d, d):
-            raise ValueError(f"rotation must have shape [{d}, {d}], got {tuple(rotation.shape)}")
-        Qd = rotation.detach().double().cpu()
-        if not torch.allclose(Qd @ Qd.T, torch.eye(d, dtype=torch.float64), atol=1e-8):
-            raise ValueError("rotation must be an orthogonal matrix (Q Q^T = I)")
-        Z = (Z.double() @ Qd).float()
-    device = device or get_device()
-    return Z.to(device), y.to(device)
-
-
 def subspace_share(particles: torch.Tensor, basis: torch.Tensor) -> Union[float, torch.Tensor]:
     """Share of the first-layer second moment E_mu |x_1|^2 that lies in the span of the rows of `basis`.
 
@@ -67,62 +34,16 @@ def subspace_share(particles: torch.Tensor, basis: torch.Tensor) -> Union[float,
     share = (X1 @ U.T).square().sum((-1, -2)) / X1.square().sum((-1, -2))
     return float(share) if share.dim() == 0 else share
 
-# %% ../nbs/37_parity_phase.ipynb #c009
-def mfld_error_grid(d: int, ns: Sequence[int], k: int, seeds: int, *, n_test: int, n_particles: int, eta: float,
-                    lam: float, lam1: float, n_steps: int, rotation: Optional[torch.Tensor] = None,
-                    generator: Optional[torch.Generator] = None,
-                    device: Optional[torch.device] = None) -> tuple[np.ndarray, ParityMFLDModel]:
-    """Test errors of MFLD on the k-sparse parity at one dimension d, every (n, seed) run in one batched training.
-
-    For each n in `ns` and each of `seeds` repetitions a fresh training set is drawn (in the basis of `rotation`,
-    see `rotated_sparse_parity`), all len(ns) * seeds runs are trained together by `train_mfld_parity`, and each
-    is tested on one shared fresh test set of n_test points. Returns errors [len(ns), seeds] (numpy) and the
-    trained model (particles [len(ns) * seeds, M, d+2], run index = i_n * seeds + seed).
-    """
-    check_range("seeds", seeds, 1, integer=True)
-    check_range("n_test", n_test, 1, integer=True)
-    if len(ns) == 0:
-        raise ValueError("ns must hold at least one sample size")
-    data = [rotated_sparse_parity(n, d, k, rotation, generator=generator, device=device)
-            for n in ns for _ in range(int(seeds))]
-    Zt, yt = rotated_sparse_parity(n_test, d, k, rotation, generator=generator, device=device)
-    model = train_mfld_parity([z for z, _ in data], [t for _, t in data], n_particles=n_particles, eta=eta,
-                              lam=lam, lam1=lam1, n_steps=n_steps, generator=generator)
-    return model.error(Zt, yt).reshape(len(ns), int(seeds)).cpu().numpy(), model
-
-
-def kernel_error_grid(kernel: Callable, d: int, ns: Sequence[int], k: int, seeds: int, *, n_test: int,
-                      ridges: Sequence[float], rotation: Optional[torch.Tensor] = None,
-                      generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None,
-                      stop_below: Optional[float] = None) -> np.ndarray:
-    """Test errors [len(ns), seeds] of kernel ridge regression (`kernel_ridge_error`, ridge validated) at dimension d.
-
-    Same data model as `mfld_error_grid`. If `stop_below` is given, the n grid (taken in increasing order) stops
-    once every seed's error is <= stop_below, and the remaining rows are NaN (not computed).
-    """
-    check_range("seeds", seeds, 1, integer=True)
-    if len(ns) == 0:
-        raise ValueError("ns must hold at least one sample size")
-    Zt, yt = rotated_sparse_parity(n_test, d, k, rotation, generator=generator, device=device)
-    errors = np.full((len(ns), int(seeds)), np.nan)
-    for i, n in enumerate(ns):
-        for s in range(int(seeds)):
-            Z, y = rotated_sparse_parity(n, d, k, rotation, generator=generator, device=device)
-            errors[i, s] = kernel_ridge_error(kernel, Z, y, Zt, yt, ridges, generator=generator)
-        if stop_below is not None and errors[i].max() <= stop_below:
-            break
-    return errors
-
 # %% ../nbs/37_parity_phase.ipynb #c023
 def initial_gradient_snr(d: int, k: int, *, n_particles: int = 256, n_mc: int = 2**17, lam1: float = 1.0,
-                         R: float = 15.0, chunk: int = 8192,
-                         generator: Optional[torch.Generator] = None) -> tuple[float, float, float]:
+                         R: float = 15.0, chunk: int = 8192, generator: Optional[torch.Generator] = None,
+                         device: Optional[torch.device] = None) -> tuple[float, float, float]:
     """Signal and noise of the label-dependent part of the first MFLD gradient, for particles drawn from the prior.
 
     With g_i = -y_i sigma(-y_i f_i) = -y_i / 2 - b(f_i), b(f) = (sigma(-f) - sigma(f)) / 2 independent of the label,
     the part of the drift on x_1 that carries the label is, per sample and particle j,
         a_ij = -(R / 3) (y_i / 2) (1 - tanh^2(z_i^T x_1^j + x_2^j)) z_i.
-    Estimated on n_mc fresh samples (float64, in chunks): the population mean s_j = E a_j on the k relevant
+    Estimated on n_mc fresh samples (float64, in chunks, on `device`, default get_device()): the population mean s_j = E a_j on the k relevant
     coordinates (its root mean square over particles and those coordinates, with the Monte-Carlo variance
     subtracted) is the *signal*; the standard deviation of a_ij over samples on the irrelevant coordinates is the
     *noise* of a one-sample gradient, so an n-sample gradient has noise / sqrt(n). Returns
@@ -132,13 +53,15 @@ def initial_gradient_snr(d: int, k: int, *, n_particles: int = 256, n_mc: int = 
     check_range("n_particles", n_particles, 1, integer=True)
     check_range("n_mc", n_mc, 2, integer=True)
     check_range("lam1", lam1, 0, low_inclusive=False)
-    X = torch.randn(int(n_particles), d + 2, generator=generator, dtype=torch.float64) / math.sqrt(2 * lam1)
-    first = torch.zeros(int(n_particles), d, dtype=torch.float64)
-    second = torch.zeros(int(n_particles), d, dtype=torch.float64)
+    device = device or get_device()
+    generator = resolve_generator(generator)
+    X = gaussian((int(n_particles), d + 2), generator=generator, device=device, dtype=torch.float64) / math.sqrt(2 * lam1)
+    first = torch.zeros(int(n_particles), d, dtype=torch.float64, device=device)
+    second = torch.zeros(int(n_particles), d, dtype=torch.float64, device=device)
     done = 0
     while done < n_mc:
         m = min(int(chunk), int(n_mc) - done)
-        Z, y = sparse_parity(m, d, k, generator=generator, device=torch.device("cpu"))
+        Z, y = sparse_parity(m, d, k, generator=generator, device=device)
         Z, y = Z.double(), y.double()
         T = torch.tanh(Z @ X[:, :d].T + X[:, d])                              # [m, M]
         A = (1 - T * T) * (-(R / 3) * 0.5 * y)[:, None]                        # [m, M]

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Optional, Sequence
+from functools import partial
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .core import DivergenceError, check_finite, check_range, get_device
+from .core import (DivergenceError, check_finite, check_range, gaussian, get_device, kernel_ridge,
+                              median_bandwidth, rbf_kernel, resolve_generator, uniform)
 
 # %% auto #0
-__all__ = ['lacunary', 'TokenSelectionTask', 'window_mask', 'sinusoidal_encoding', 'WindowAttention', 'SelectiveTransformer',
-           'FlatMLP', 'n_parameters', 'fit_regressor', 'fit_ensemble', 'excess_risk', 'attention_mass']
+__all__ = ['lacunary', 'SelectionTask', 'TokenSelectionTask', 'window_mask', 'sinusoidal_encoding', 'init_linear_layers',
+           'WindowAttention', 'SelectiveTransformer', 'FlatMLP', 'n_parameters', 'matched_mlp_width',
+           'warmup_cosine_schedule', 'fit_regressor', 'fit_ensemble', 'excess_risk', 'attention_mass',
+           'kernel_ridge_excess_risk', 'hand_set_selector', 'training_sets', 'init_seeds', 'fit_sweep']
 
 # %% ../nbs/20_transformer.ipynb #c005
 def lacunary(v: torch.Tensor, smoothness: float, n_terms: int = 10) -> torch.Tensor:
@@ -30,7 +34,75 @@ def lacunary(v: torch.Tensor, smoothness: float, n_terms: int = 10) -> torch.Ten
     return (amp * torch.cos(math.pi * (2.0 ** j) * v.unsqueeze(-1))).sum(-1) / amp.sum()
 
 
-class TokenSelectionTask:
+class SelectionTask:
+    """Base of the token-selection tasks of Part II: X [n, T, k] with every coordinate uniform on [0, 1]
+    (the keys possibly rearranged), y = f(X) + noise_std * eps with eps ~ N(0, 1) of `target_shape(n)`.
+
+    Written once here: the validation of the common arguments, the link g = `lacunary(., smoothness)`, the
+    Bayes risk noise_std^2, the shape check of X and `sample`. A subclass sets `min_k`, `token_name` ("L" or
+    "T") and, when it is not L, `n_tokens`; it overrides `regression_function`, and `_adjust_keys` (called on
+    the uniform draw, before the noise is drawn) when its keys are not i.i.d. uniform.
+    """
+    min_k: int = 1
+    token_name: str = "L"
+
+    def __init__(self, L: int, k: int, smoothness: float, noise_std: float, *, n_terms: int = 10):
+        self.L = int(check_range("L", L, 1, None, integer=True))
+        self.k = int(check_range("k", k, self.min_k, None, integer=True))
+        self.smoothness = float(check_range("smoothness", smoothness, 0, None, low_inclusive=False))
+        self.noise_std = float(check_range("noise_std", noise_std, 0, None))
+        self.n_terms = int(check_range("n_terms", n_terms, 1, None, integer=True))
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens per sample (L; T for a sequence)."""
+        return self.L
+
+    def target_shape(self, n: int) -> tuple[int, ...]:
+        """Shape of y for n samples: [n] (one output per sample)."""
+        return (n,)
+
+    @property
+    def bayes_risk(self) -> float:
+        """E (y - f(X))^2 = noise_std^2."""
+        return self.noise_std ** 2
+
+    def g(self, v: torch.Tensor) -> torch.Tensor:
+        """The link function g (lacunary, smoothness a)."""
+        return lacunary(v, self.smoothness, self.n_terms)
+
+    def _check_X(self, X: torch.Tensor) -> None:
+        name = self.token_name
+        if not isinstance(X, torch.Tensor) or X.dim() != 3:
+            raise ValueError(f"X must be a 3-D tensor [n, {name}, k], got {getattr(X, 'shape', type(X))}")
+        if X.shape[1] != self.n_tokens or X.shape[2] != self.k:
+            raise ValueError(f"X must have shape [n, {name}={self.n_tokens}, k={self.k}], got {tuple(X.shape)}")
+
+    def _adjust_keys(self, X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Rearrange the keys of a uniform draw X (in place allowed); the default keeps them i.i.d. uniform."""
+        return X
+
+    def regression_function(self, X: torch.Tensor) -> torch.Tensor:
+        """f(X), of `target_shape(n)`."""
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None, *, device=None,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw n samples: X [n, n_tokens, k], y of `target_shape(n)`, on `device` (None: `get_device()`).
+
+        The numbers are drawn on the generator's device (None: a fresh CPU generator seeded 0) and moved, so a
+        CPU generator gives the same data on every device.
+        """
+        n = int(check_range("n", n, 1, None, integer=True))
+        generator = resolve_generator(generator)
+        device = get_device() if device is None else torch.device(device)
+        X = uniform((n, self.n_tokens, self.k), generator=generator, device=device, dtype=dtype)
+        X = self._adjust_keys(X, generator)
+        eps = gaussian(self.target_shape(n), generator=generator, device=device, dtype=dtype)
+        return X, self.regression_function(X) + self.noise_std * eps
+
+
+class TokenSelectionTask(SelectionTask):
     """Synthetic regression where the target reads the value of one selected token out of a window of L.
 
     A sample is X in R^{L x k}: token i is (key_i, v_i, z_i) with key_i, v_i, z_i uniform on [0, 1]
@@ -40,32 +112,19 @@ class TokenSelectionTask:
     Target: y = g(v_{i*}) + noise_std * eps, eps ~ N(0, 1), g = `lacunary(., smoothness)`.
     So the Bayes risk (the MSE of the regression function f*(X) = g(v_{i*})) is noise_std^2.
     """
+    min_k = 2
 
-    def __init__(self, L: int, k: int, smoothness: float, noise_std: float, dynamic: bool = True, seed: int = 0,
+    def __init__(self, L: int, k: int, smoothness: float, noise_std: float, dynamic: bool = True,
                  key_gap: float = 0.0, n_terms: int = 10):
-        self.L = int(check_range("L", L, 1, None, integer=True))
-        self.k = int(check_range("k", k, 2, None, integer=True))
-        self.smoothness = float(check_range("smoothness", smoothness, 0, None, low_inclusive=False))
-        self.noise_std = float(check_range("noise_std", noise_std, 0, None))
+        super().__init__(L, k, smoothness, noise_std, n_terms=n_terms)
         self.key_gap = float(check_range("key_gap", key_gap, 0, None))
-        self.n_terms = int(check_range("n_terms", n_terms, 1, None, integer=True))
         self.dynamic = bool(dynamic)
-        self.seed = int(check_range("seed", seed, 0, None, integer=True))
 
-    @property
-    def bayes_risk(self) -> float:
-        """E (y - f*(X))^2 = noise_std^2."""
-        return self.noise_std ** 2
-
-    def g(self, v: torch.Tensor) -> torch.Tensor:
-        """The link function g (lacunary, smoothness a)."""
-        return lacunary(v, self.smoothness, self.n_terms)
-
-    def _check_X(self, X: torch.Tensor) -> None:
-        if not isinstance(X, torch.Tensor) or X.dim() != 3:
-            raise ValueError(f"X must be a 3-D tensor [n, L, k], got {getattr(X, 'shape', type(X))}")
-        if X.shape[1] != self.L or X.shape[2] != self.k:
-            raise ValueError(f"X must have shape [n, L={self.L}, k={self.k}], got {tuple(X.shape)}")
+    def _adjust_keys(self, X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.dynamic and self.key_gap > 0:
+            top = X[..., 0].argmax(dim=1)
+            X[torch.arange(X.shape[0], device=X.device), top, 0] += self.key_gap
+        return X
 
     def important_index(self, X: torch.Tensor) -> torch.Tensor:
         """i*(X), shape [n]: argmax of the keys X[..., 0] (dynamic) or 0 (fixed importance)."""
@@ -80,41 +139,53 @@ class TokenSelectionTask:
         v = X[torch.arange(X.shape[0], device=X.device), idx, 1]
         return self.g(v)
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw n samples: X [n, L, k] (float32, CPU generator), y [n]."""
-        n = int(check_range("n", n, 1, None, integer=True))
-        if generator is None:
-            generator = torch.Generator().manual_seed(self.seed)
-        X = torch.rand(n, self.L, self.k, generator=generator)
-        if self.dynamic and self.key_gap > 0:
-            top = X[..., 0].argmax(dim=1)
-            X[torch.arange(n), top, 0] += self.key_gap
-        eps = torch.randn(n, generator=generator)
-        return X, self.regression_function(X) + self.noise_std * eps
-
 # %% ../nbs/20_transformer.ipynb #c009
 def window_mask(L: int, window: int, device: Optional[torch.device] = None) -> torch.Tensor:
-    """Sliding-window (causal) mask, bool [L, L]: entry (t, s) is True iff 0 <= t - s < window.
+    """Sliding-window (causal) mask, bool [L, L] on `device` (None: `get_device()`): entry (t, s) is True
+    iff 0 <= t - s < window.
 
     Position t attends to the `window` most recent positions s = t - window + 1, ..., t.
     """
     L = int(check_range("L", L, 1, None, integer=True))
     window = int(check_range("window", window, 1, L, integer=True))
-    t = torch.arange(L, device=device)
+    t = torch.arange(L, device=get_device() if device is None else device)
     diff = t[:, None] - t[None, :]
     return (diff >= 0) & (diff < window)
 
 
-def sinusoidal_encoding(L: int, d_model: int) -> torch.Tensor:
-    """Positional encoding [L, d_model]: PE[t, 2i] = sin(t w_i), PE[t, 2i+1] = cos(t w_i), w_i = 10^{-8i/d}."""
-    t = torch.arange(L, dtype=torch.float32)[:, None]
-    w = 10_000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
-    pe = torch.zeros(L, d_model)
+def sinusoidal_encoding(L: int, d_model: int, *, device: Optional[torch.device] = None,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Positional encoding [L, d_model]: PE[t, 2i] = sin(t w_i), PE[t, 2i+1] = cos(t w_i), w_i = 10^{-8i/d}.
+
+    On `device` (None: `get_device()`), in `dtype`.
+    """
+    device = get_device() if device is None else device
+    t = torch.arange(L, dtype=dtype, device=device)[:, None]
+    w = 10_000.0 ** (-torch.arange(0, d_model, 2, dtype=dtype, device=device) / d_model)
+    pe = torch.zeros(L, d_model, dtype=dtype, device=device)
     pe[:, 0::2] = torch.sin(t * w)
     pe[:, 1::2] = torch.cos(t * w)[:, : d_model // 2]
     return pe
 
 # %% ../nbs/20_transformer.ipynb #c012
+def init_linear_layers(module: nn.Module, generator: Optional[torch.Generator] = None) -> nn.Module:
+    """Redraw the weights and biases of every nn.Linear of `module` under `generator`, in place; return it.
+
+    The law is torch's default one, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases, but drawn with
+    `core.uniform` on the generator's device (None: a fresh CPU generator seeded 0) and moved to the layer's
+    device and dtype, so initial weights never depend on torch's global random state.
+    """
+    generator = resolve_generator(generator)
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                bound = 1.0 / math.sqrt(layer.in_features)
+                for p in (layer.weight, layer.bias):
+                    if p is not None:
+                        p.copy_((2 * uniform(p.shape, generator=generator, device=p.device, dtype=p.dtype) - 1) * bound)
+    return module
+
+
 class WindowAttention(nn.Module):
     """Multi-head softmax attention over a sliding window, with a learnable inverse temperature per head.
 
@@ -150,6 +221,7 @@ class SelectiveTransformer(nn.Module):
     """Embedding + positional encoding, n_layers x (sliding-window attention + token-wise FNN, each with a
     residual), a linear read-out and output clipping; built from torch primitives.
 
+    Built on `device` (None: `get_device()`), initial weights drawn with `init_generator` (`init_linear_layers`).
     Input X [n, L, k]. `forward(X)` -> [n]: the output at the last position (whose window covers the last
     `window` tokens); `sequence(X)` -> [n, L]: one output per position (the seq-to-seq map, shared weights).
         h^0_t = E x_t + PE_t,  u^l = h^{l-1} + Attn^l(h^{l-1}),  h^l = u^l + FNN^l(u^l),
@@ -158,7 +230,8 @@ class SelectiveTransformer(nn.Module):
 
     def __init__(self, k: int, d_model: int, n_heads: int, n_layers: int, window: int, *, L: Optional[int] = None,
                  positional: bool = True, d_ff: Optional[int] = None, clip: float = 3.0,
-                 inverse_temperature: float = 1.0):
+                 inverse_temperature: float = 1.0, device: Optional[torch.device] = None,
+                 init_generator: Optional[torch.Generator] = None):
         super().__init__()
         self.k = int(check_range("k", k, 1, None, integer=True))
         self.d_model = int(check_range("d_model", d_model, 1, None, integer=True))
@@ -182,6 +255,7 @@ class SelectiveTransformer(nn.Module):
         self.head = nn.Linear(d_model, 1)
         self.record_attention = True
         self._attention: list[torch.Tensor] = []
+        init_linear_layers(self.to(get_device() if device is None else device), init_generator)
 
     def _check_X(self, X: torch.Tensor) -> None:
         if not isinstance(X, torch.Tensor) or X.dim() != 3:
@@ -197,7 +271,7 @@ class SelectiveTransformer(nn.Module):
         L = X.shape[1]
         h = self.embed(X)
         if self.positional:
-            h = h + sinusoidal_encoding(L, self.d_model).to(h)
+            h = h + sinusoidal_encoding(L, self.d_model, device=h.device, dtype=h.dtype)
         mask = window_mask(L, self.window, device=X.device)
         attention = []
         for layer, (attn, ffn) in enumerate(zip(self.attn, self.ffn)):
@@ -237,9 +311,13 @@ class SelectiveTransformer(nn.Module):
 
 
 class FlatMLP(nn.Module):
-    """Baseline: a ReLU MLP on the flattened window, X [n, L, k] -> [n] (input dimension L k)."""
+    """Baseline: a ReLU MLP on the flattened window, X [n, L, k] -> [n] (input dimension L k).
 
-    def __init__(self, L: int, k: int, width: int, depth: int = 2, clip: float = 3.0):
+    Built on `device` (None: `get_device()`), initial weights drawn with `init_generator` (`init_linear_layers`).
+    """
+
+    def __init__(self, L: int, k: int, width: int, depth: int = 2, clip: float = 3.0, *,
+                 device: Optional[torch.device] = None, init_generator: Optional[torch.Generator] = None):
         super().__init__()
         self.L = int(check_range("L", L, 1, None, integer=True))
         self.k = int(check_range("k", k, 1, None, integer=True))
@@ -251,6 +329,7 @@ class FlatMLP(nn.Module):
             layers += [nn.Linear(d, width), nn.ReLU()]
             d = width
         self.net = nn.Sequential(*layers, nn.Linear(d, 1))
+        init_linear_layers(self.to(get_device() if device is None else device), init_generator)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         if not isinstance(X, torch.Tensor) or X.dim() != 3:
@@ -264,53 +343,80 @@ def n_parameters(model: nn.Module) -> int:
     """Number of trainable scalars."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
+
+def matched_mlp_width(L: int, k: int, budget: int, depth: int = 2) -> int:
+    """Largest width w such that FlatMLP(L, k, w, depth) has at most `budget` parameters (at least 1).
+
+    FlatMLP on d = L k inputs has (d + 1) w + (depth - 1)(w + 1) w + (w + 1) parameters: for depth 1 this
+    is linear in w, otherwise we solve the quadratic (depth - 1) w^2 + (d + depth + 1) w + 1 <= budget.
+    """
+    L = int(check_range("L", L, 1, None, integer=True))
+    k = int(check_range("k", k, 1, None, integer=True))
+    budget = int(check_range("budget", budget, 1, None, integer=True))
+    depth = int(check_range("depth", depth, 1, None, integer=True))
+    a, b, c = depth - 1, L * k + depth + 1, 1 - budget
+    w = (-c) / b if a == 0 else (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+    w = max(1, int(w))
+    count = lambda w: a * w * w + b * w + 1
+    while w > 1 and count(w) > budget:       # guard against rounding in the square root
+        w -= 1
+    while count(w + 1) <= budget:
+        w += 1
+    return w
+
 # %% ../nbs/20_transformer.ipynb #c016
-def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
-    """Linear warm-up for `warmup` steps, then cosine decay from lr to 0."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, n_steps: int,
+                           warmup: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """torch's schedulers for a linear warm-up then a cosine decay to 0; call `.step()` after each optimiser step.
+
+    Step s < warmup: lr (s + 1) / warmup (`LinearLR` from lr / warmup); step s >= warmup:
+    lr (1 + cos(pi (s - warmup) / (n_steps - warmup))) / 2 (`CosineAnnealingLR`); chained by `SequentialLR`.
+    """
+    n_steps = int(check_range("n_steps", n_steps, 1, None, integer=True))
+    warmup = int(check_range("warmup", warmup, 1, None, integer=True))
+    sched = torch.optim.lr_scheduler
+    linear = sched.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup - 1)
+    cosine = sched.CosineAnnealingLR(optimizer, T_max=max(1, n_steps - warmup), eta_min=0.0)
+    return sched.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
 
 
-def _check_fit_args(X, y, steps, lr, batch_size):
+def fit_regressor(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, n_steps: int, lr: float, batch_size: int,
+                  generator: Optional[torch.Generator] = None, weight_decay: float = 0.0,
+                  warmup: Optional[int] = None, val_fraction: float = 0.0, eval_every: int = 50,
+                  check_every: int = 50) -> torch.Tensor:
+    """Minimise the empirical squared loss (1/n) sum_i (model(X_i) - y_i)^2 with AdamW on minibatches.
+
+    X [n, L, k], y [n]; minibatches of `batch_size` indices drawn with `generator` (None: a fresh CPU generator
+    seeded 0); learning rate: `warmup_cosine_schedule` (warm-up default n_steps // 20). With `val_fraction` > 0
+    the last part of the data is held out and the parameters with the smallest held-out loss (checked every
+    `eval_every` steps) are kept (early stopping). Returns the minibatch losses [n_steps] (a CPU tensor); raises
+    DivergenceError on a non-finite loss (checked every `check_every` steps). `fit_ensemble` with one model.
+    """
     if not isinstance(X, torch.Tensor) or X.dim() != 3:
         raise ValueError(f"X must be a 3-D tensor [n, L, k], got {getattr(X, 'shape', type(X))}")
     if not isinstance(y, torch.Tensor) or y.shape != X.shape[:1]:
         raise ValueError(f"y must be a tensor of shape [n={X.shape[0]}], got {getattr(y, 'shape', type(y))}")
-    check_range("steps", steps, 1, None, integer=True)
-    check_range("lr", lr, 0, None, low_inclusive=False)
-    check_range("batch_size", batch_size, 1, None, integer=True)
-
-
-def fit_regressor(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float, batch_size: int,
-                  generator: Optional[torch.Generator] = None, weight_decay: float = 0.0,
-                  warmup: Optional[int] = None, val_fraction: float = 0.0, eval_every: int = 50) -> list[float]:
-    """Minimise the empirical squared loss (1/n) sum_i (model(X_i) - y_i)^2 with AdamW on minibatches.
-
-    X [n, L, k], y [n]; minibatches of `batch_size` indices drawn with `generator`; learning rate: linear
-    warm-up (default steps // 20) then cosine decay to 0. With `val_fraction` > 0 the last part of the data
-    is held out and the parameters with the smallest held-out loss (checked every `eval_every` steps) are
-    kept (early stopping). Returns the minibatch losses; raises DivergenceError on a non-finite loss.
-    """
-    _check_fit_args(X, y, steps, lr, batch_size)
-    history = fit_ensemble([model], X[None], y[None], [X.shape[0]], steps=steps, lr=lr, batch_size=batch_size,
+    history = fit_ensemble([model], X[None], y[None], [X.shape[0]], n_steps=n_steps, lr=lr, batch_size=batch_size,
                            generator=generator, weight_decay=weight_decay, warmup=warmup,
-                           val_fraction=val_fraction, eval_every=eval_every)
-    return history[:, 0].tolist()
+                           val_fraction=val_fraction, eval_every=eval_every, check_every=check_every)
+    return history[:, 0]
 
 
 def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, n_train: Sequence[int], *,
-                 steps: int, lr: float, batch_size: int, data_index: Optional[Sequence[int]] = None,
+                 n_steps: int, lr: float, batch_size: int, data_index: Optional[Sequence[int]] = None,
                  generator: Optional[torch.Generator] = None, weight_decay: float = 0.0,
-                 warmup: Optional[int] = None, val_fraction: float = 0.0, eval_every: int = 50) -> torch.Tensor:
+                 warmup: Optional[int] = None, val_fraction: float = 0.0, eval_every: int = 50,
+                 check_every: int = 50) -> torch.Tensor:
     """Train M models of one architecture at once: `fit_regressor` for each, as one vmapped computation.
 
     X [S, N, L, k], y [S, N] (or [S, N, P] for a model with P outputs per sample, e.g. one per position of
     a sequence-to-sequence map; the loss then averages over them): S datasets; model m uses the first
     n_train[m] samples of dataset data_index[m] (default m); of those, the last round(val_fraction n) are
     held out for early stopping. Each model's loss is its own minibatch mean; their sum is minimised by one
-    AdamW (element-wise, so the M updates are exactly independent). Models are updated in place; returns
-    the losses [steps, M].
+    AdamW (element-wise, so the M updates are exactly independent). The minibatch indices are drawn with
+    `generator` on its device and moved to the models' device; the losses stay on that device (no host
+    synchronisation per step) and are checked for divergence every `check_every` steps. Models are updated in
+    place; returns the losses [n_steps, M] (a CPU tensor, copied once at the end).
     """
     from torch.func import functional_call, stack_module_state
     M = len(models)
@@ -326,13 +432,15 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
     for i, (n, s) in enumerate(zip(n_train, data_index)):
         check_range(f"n_train[{i}]", n, 1, X.shape[1], integer=True)
         check_range(f"data_index[{i}]", s, 0, X.shape[0] - 1, integer=True)
-    check_range("steps", steps, 1, None, integer=True)
+    n_steps = int(check_range("n_steps", n_steps, 1, None, integer=True))
     check_range("lr", lr, 0, None, low_inclusive=False)
     check_range("batch_size", batch_size, 1, None, integer=True)
     check_range("weight_decay", weight_decay, 0, None)
     check_range("val_fraction", val_fraction, 0, 1, high_inclusive=False)
     check_range("eval_every", eval_every, 1, None, integer=True)
-    warmup = max(1, steps // 20) if warmup is None else int(check_range("warmup", warmup, 1, None, integer=True))
+    check_every = int(check_range("check_every", check_every, 1, None, integer=True))
+    warmup = max(1, n_steps // 20) if warmup is None else int(check_range("warmup", warmup, 1, None, integer=True))
+    generator = resolve_generator(generator)
     device = next(models[0].parameters()).device
     X, y = X.to(device), y.to(device)
     for m in models:
@@ -347,10 +455,12 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
     batched_err = torch.vmap(sq_err)
     per_sample = lambda e: e.flatten(2).mean(2) if e.dim() > 2 else e     # [M, B(, P)] -> [M, B]
     opt = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
+    schedule = warmup_cosine_schedule(opt, n_steps, warmup)
     n_all = torch.tensor([int(n) for n in n_train])
     n_val = (n_all * val_fraction).round().long().clamp(min=1 if val_fraction > 0 else 0)
     n_fit = (n_all - n_val).clamp(min=1)
-    s_t = torch.tensor(data_index)[:, None]
+    s_t = torch.tensor(data_index, device=device)[:, None]
+    n_fit_dev = n_fit.to(device)[:, None]
     if val_fraction > 0:
         V = int(n_val.max())
         offs = torch.arange(V)[None, :]
@@ -358,19 +468,19 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
         val_w = (offs < n_val[:, None]).float().to(device) / n_val[:, None].to(device)
         best = {k: v.detach().clone() for k, v in params.items()}
         best_loss = torch.full((M,), float("inf"), device=device)
-    history = torch.empty(int(steps), M)
-    for step in range(int(steps)):
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, steps, lr, warmup)
-        u = torch.rand(M, batch_size, generator=generator)
-        idx = (u * n_fit[:, None]).long().to(device)               # [M, B], index < n_fit[m]
+    history = torch.empty(n_steps, M, device=device)
+    for step in range(n_steps):
+        u = uniform((M, batch_size), generator=generator, device=device)
+        idx = (u * n_fit_dev).long()                              # [M, B], index < n_fit[m]
         losses = per_sample(batched_err(params, buffers, X[s_t, idx], y[s_t, idx])).mean(1)
-        check_finite(losses.detach(), "training loss", step)
         opt.zero_grad()
         losses.sum().backward()
         opt.step()
-        history[step] = losses.detach().cpu()
-        if val_fraction > 0 and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        schedule.step()
+        history[step] = losses.detach()
+        if (step + 1) % check_every == 0 or step + 1 == n_steps:
+            check_finite(history[max(0, step + 1 - check_every): step + 1], "training loss", step)
+        if val_fraction > 0 and ((step + 1) % eval_every == 0 or step + 1 == n_steps):
             with torch.no_grad():
                 vl = (per_sample(batched_err(params, buffers, X[s_t, val_idx], y[s_t, val_idx])) * val_w).sum(1)
                 better = vl < best_loss
@@ -386,21 +496,28 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
             if hasattr(m, "record_attention"):
                 m.record_attention = True
             m.eval()
-    return history
+    return history.cpu()
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(model.parameters())
+    return p.device, p.dtype
 
 
 @torch.no_grad()
 def excess_risk(model: nn.Module, task: TokenSelectionTask, n_test: int,
                 generator: Optional[torch.Generator] = None) -> float:
-    """E_X (model(X) - f*(X))^2, estimated on n_test fresh samples (= test MSE minus the Bayes risk)."""
+    """E_X (model(X) - f*(X))^2 (a float), estimated on n_test fresh samples (= test MSE minus the Bayes risk).
+
+    The test inputs are drawn with `generator` (None: a fresh CPU generator seeded 0) on the model's device,
+    in its dtype.
+    """
     n_test = int(check_range("n_test", n_test, 1, None, integer=True))
-    if generator is None:
-        generator = torch.Generator().manual_seed(task.seed + 10_007)
-    X, _ = task.sample(n_test, generator)
-    device = next(model.parameters()).device
+    device, dtype = _model_device_dtype(model)
+    X, _ = task.sample(n_test, generator, device=device, dtype=dtype)
     was_training = model.training
     model.eval()
-    pred = torch.cat([model(xb.to(device)).cpu() for xb in X.split(4096)])
+    pred = torch.cat([model(xb) for xb in X.split(4096)])
     model.train(was_training)
     return float(((pred - task.regression_function(X)) ** 2).mean())
 
@@ -408,10 +525,137 @@ def excess_risk(model: nn.Module, task: TokenSelectionTask, n_test: int,
 @torch.no_grad()
 def attention_mass(model: SelectiveTransformer, task: TokenSelectionTask, n_test: int,
                    generator: Optional[torch.Generator] = None) -> float:
-    """Mean attention weight (averaged over heads) that the read-out position puts on i*(X) in the last layer."""
+    """Mean attention weight (averaged over heads) that the read-out position puts on i*(X) in the last layer.
+
+    A float; the n_test test inputs are drawn with `generator` (None: a fresh CPU generator seeded 0) on the
+    model's device.
+    """
     n_test = int(check_range("n_test", n_test, 1, None, integer=True))
-    if generator is None:
-        generator = torch.Generator().manual_seed(task.seed + 20_011)
-    X, _ = task.sample(n_test, generator)
-    w = model.attention_weights(X.to(next(model.parameters()).device))[-1][:, :, -1, :].mean(1).cpu()   # [n, L]
-    return float(w[torch.arange(n_test), task.important_index(X)].mean())
+    device, dtype = _model_device_dtype(model)
+    X, _ = task.sample(n_test, generator, device=device, dtype=dtype)
+    w = model.attention_weights(X)[-1][:, :, -1, :].mean(1)                      # [n, L]
+    return float(w[torch.arange(n_test, device=device), task.important_index(X)].mean())
+
+
+def kernel_ridge_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, *, n_test: int,
+                             ridges: Optional[Sequence[float]] = None, val_fraction: float = 0.2,
+                             generator: Optional[torch.Generator] = None) -> float:
+    """Excess risk E(f_hat - f*)^2 (a float) of Gaussian kernel ridge regression on the flattened window.
+
+    X [n, L, k], y [n]; `core.kernel_ridge` with `core.rbf_kernel` on R^{L k}, bandwidth = median distance
+    (`core.median_bandwidth`, first 200 points) / sqrt(2), i.e. exp(-|x - x'|^2 / median squared distance).
+    The ridge (core's parametrisation, (K + n ridge I) alpha = y) is chosen among `ridges` (None: 1e-2 / n,
+    1e-1 / n and 1 / n) on a random `val_fraction` of the sample, then refit on all n. `generator` (None: a
+    fresh CPU generator seeded 0) draws first the n_test test inputs of `task` (on X's device, so the same
+    generator seed gives the same test set for every n), then the validation split.
+    """
+    if not isinstance(X, torch.Tensor) or X.dim() != 3:
+        raise ValueError(f"X must be a 3-D tensor [n, L, k], got {getattr(X, 'shape', type(X))}")
+    if X.shape[1:] != (task.L, task.k):
+        raise ValueError(f"X must have shape [n, L={task.L}, k={task.k}], got {tuple(X.shape)}")
+    n = X.shape[0]
+    check_range("n (X.shape[0])", n, 10, None, integer=True)
+    if not isinstance(y, torch.Tensor) or y.shape != (n,):
+        raise ValueError(f"y must be a tensor of shape [n={n}], got {getattr(y, 'shape', type(y))}")
+    n_test = int(check_range("n_test", n_test, 1, None, integer=True))
+    ridges = tuple(a / n for a in (1e-2, 1e-1, 1.0)) if ridges is None else tuple(ridges)
+    if len(ridges) == 0:
+        raise ValueError("ridges must be a non-empty sequence of positive ridges")
+    for i, r in enumerate(ridges):
+        check_range(f"ridges[{i}]", r, 0, None, low_inclusive=False)
+    generator = resolve_generator(generator)
+    Xt, _ = task.sample(n_test, generator, device=X.device, dtype=X.dtype)
+    Xf = X.flatten(1).double()
+    kernel = partial(rbf_kernel, bandwidth=median_bandwidth(Xf) / math.sqrt(2))
+    fit = kernel_ridge(kernel, Xf, y.double(), ridges=ridges, val_fraction=val_fraction, generator=generator)
+    pred = fit.predict(Xt.flatten(1).double())
+    return float(((pred - task.regression_function(Xt).double()) ** 2).mean())
+
+# %% ../nbs/20_transformer.ipynb #c018
+class _Link(nn.Module):
+    """Token-wise map writing g(channel 2) into channel 3 (a hand-set feed-forward network)."""
+
+    def __init__(self, g: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.g = g
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(h)
+        out[..., 3] = self.g(h[..., 2])
+        return out
+
+
+def hand_set_selector(k: int, window: int, g: Callable[[torch.Tensor], torch.Tensor], beta: float, *,
+                      device: Optional[torch.device] = None) -> SelectiveTransformer:
+    """The selector of the proof, weights set by hand: output g(v of the largest key in the window).
+
+    One layer, one head, d_model = 4, no positional encoding: channels (key, v, attended v, g(attended v));
+    constant query e_0, key reads channel 0, so the score of token s is beta * key_s / 2; the value copies v;
+    the token-wise map (replacing the FNN) computes g exactly. With keys >= delta apart the weight off the top
+    token is at most (window - 1) exp(-beta delta / 2). Built on `device` (None: `get_device()`).
+    """
+    k = int(check_range("k", k, 2, None, integer=True))
+    beta = float(check_range("beta", beta, 0, None, low_inclusive=False))
+    net = SelectiveTransformer(k=k, d_model=4, n_heads=1, n_layers=1, window=window, positional=False, device=device)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.embed.weight[0, 0] = net.embed.weight[1, 1] = 1.0           # channels 0, 1: key, v
+        a = net.attn[0]
+        a.q.bias[0] = a.k.weight[0, 0] = a.v.weight[1, 1] = a.o.weight[2, 1] = 1.0
+        a.log_beta.fill_(math.log(beta))                                # score = beta * key / sqrt(4)
+        net.head.weight[0, 3] = 1.0
+    net.ffn[0] = _Link(g)
+    return net
+
+# %% ../nbs/20_transformer.ipynb #c021
+def training_sets(task: SelectionTask, n_sets: int, n: int, *, seed0: int = 100,
+                  device: Optional[torch.device] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """S = n_sets training sets of n samples of `task`, stacked: X [S, n, T, k], y [S, n(, P)] on `device`.
+
+    Set s is drawn with its own CPU generator seeded seed0 + s, so it is the same whatever n_sets and on every
+    device (the experiments' training sets are nested: the first n' samples of set s serve every n' <= n).
+    """
+    n_sets = int(check_range("n_sets", n_sets, 1, None, integer=True))
+    seed0 = int(check_range("seed0", seed0, 0, None, integer=True))
+    data = [task.sample(n, torch.Generator().manual_seed(seed0 + s), device=device) for s in range(n_sets)]
+    return torch.stack([d[0] for d in data]), torch.stack([d[1] for d in data])
+
+
+def init_seeds(data_index: Sequence[int], seed0: int = 0) -> list[int]:
+    """The seed of model i's initial weights in a sweep: seed0 + 10_000 (data_index[i] + 1) + i, one per model."""
+    return [int(seed0) + 10_000 * (int(s) + 1) + i for i, s in enumerate(data_index)]
+
+
+def fit_sweep(kind: str, task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, n_train: Sequence[int],
+              data_index: Sequence[int], init_seeds: Sequence[int], *, d_model: int, n_heads: int, n_steps: int,
+              lr: float, batch_size: int, val_fraction: float, n_test: int, train_seed: int, test_seed: int = 999,
+              device: Optional[torch.device] = None) -> tuple[list[nn.Module], np.ndarray, Optional[np.ndarray]]:
+    """Train one model per entry of n_train as one ensemble (`fit_ensemble`) and measure it.
+
+    kind "transformer": a one-layer `SelectiveTransformer(task.k, d_model, n_heads, 1, task.L)`; kind "mlp": the
+    `FlatMLP` of the same parameter count (`matched_mlp_width`). Model m is initialised with a CPU generator
+    seeded init_seeds[m] and trained on the first n_train[m] samples of set data_index[m] of (X, y), minibatches
+    drawn with a generator seeded train_seed. Returns (models, excess risks [M], attention masses [M] or None
+    for an MLP or a task without `important_index`); every model is tested on the same n_test inputs (a
+    generator seeded test_seed).
+    """
+    if kind not in ("transformer", "mlp"):
+        raise ValueError(f"kind must be 'transformer' or 'mlp', got {kind!r}")
+    if len(init_seeds) != len(n_train):
+        raise ValueError(f"init_seeds must have one entry per model ({len(n_train)}), got {len(init_seeds)}")
+    device = get_device() if device is None else torch.device(device)
+    models = []
+    for seed in init_seeds:
+        init = torch.Generator().manual_seed(int(seed))
+        tf = SelectiveTransformer(task.k, d_model, n_heads, 1, task.L, device=device, init_generator=init)
+        models.append(tf if kind == "transformer" else
+                      FlatMLP(task.L, task.k, matched_mlp_width(task.L, task.k, n_parameters(tf)), device=device,
+                              init_generator=init))
+    fit_ensemble(models, X, y, list(n_train), data_index=list(data_index), n_steps=n_steps, lr=lr,
+                 batch_size=batch_size, val_fraction=val_fraction, generator=torch.Generator().manual_seed(train_seed))
+    test_gen = lambda: torch.Generator().manual_seed(test_seed)               # one test set for every model
+    risks = np.array([excess_risk(m, task, n_test, test_gen()) for m in models])
+    mass = (np.array([attention_mass(m, task, n_test, test_gen()) for m in models])
+            if kind == "transformer" and hasattr(task, "important_index") else None)
+    return models, risks, mass

@@ -3,74 +3,38 @@
 # %% ../nbs/21_transformer_beyond.ipynb #c004
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 
-from .core import check_range
-from .transformer import FlatMLP, TokenSelectionTask, n_parameters
+from .transformer import (FlatMLP, SelectionTask, TokenSelectionTask, fit_sweep, kernel_ridge_excess_risk,
+                                     matched_mlp_width, n_parameters, training_sets)
 
 
-def matched_mlp_width(L: int, k: int, budget: int, depth: int = 2) -> int:
-    '''Largest width w such that FlatMLP(L, k, w, depth) has at most `budget` parameters (at least 1).
+def run_config(task: SelectionTask, n: int, seeds: int, *, d_model: int, n_heads: int, n_steps: int, lr: float,
+               batch_size: int, val_fraction: float, n_test: int, device: Optional[torch.device] = None) -> dict:
+    """One point of a (L, k) sweep: transformers, parameter-matched MLPs and kernel ridge on `seeds` training sets.
 
-    FlatMLP on d = L k inputs has (d + 1) w + (depth - 1)(w + 1) w + (w + 1) parameters: for depth 1 this
-    is linear in w, otherwise we solve the quadratic (depth - 1) w^2 + (d + depth + 1) w + 1 <= budget.
-    '''
-    L = int(check_range("L", L, 1, None, integer=True))
-    k = int(check_range("k", k, 1, None, integer=True))
-    budget = int(check_range("budget", budget, 1, None, integer=True))
-    depth = int(check_range("depth", depth, 1, None, integer=True))
-    a, b, c = depth - 1, L * k + depth + 1, 1 - budget
-    w = (-c) / b if a == 0 else (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
-    w = max(1, int(w))
-    count = lambda w: a * w * w + b * w + 1
-    while w > 1 and count(w) > budget:       # guard against rounding in the square root
-        w -= 1
-    while count(w + 1) <= budget:
-        w += 1
-    return w
-
-
-def kernel_ridge_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, *, n_test: int,
-                             alphas: Sequence[float] = (1e-2, 1e-1, 1.0),
-                             generator: Optional[torch.Generator] = None) -> float:
-    '''Excess risk E(f_hat - f*)^2 of Gaussian kernel ridge regression on the flattened window.
-
-    X [n, L, k], y [n]. Kernel exp(-gamma |x - x'|^2) on R^{L k} with gamma = 1 / median squared distance
-    (on the first 200 points); the ridge alpha is chosen among `alphas` on the last fifth of the sample
-    and the model is refit on all n. The excess risk is measured on n_test fresh inputs of `task`
-    (drawn with `generator`) against task.regression_function.
-    '''
-    from sklearn.kernel_ridge import KernelRidge
-    if not isinstance(X, torch.Tensor) or X.dim() != 3:
-        raise ValueError(f"X must be a 3-D tensor [n, L, k], got {getattr(X, 'shape', type(X))}")
-    if X.shape[1:] != (task.L, task.k):
-        raise ValueError(f"X must have shape [n, L={task.L}, k={task.k}], got {tuple(X.shape)}")
-    n = X.shape[0]
-    check_range("n (X.shape[0])", n, 10, None, integer=True)
-    if not isinstance(y, torch.Tensor) or y.shape != (n,):
-        raise ValueError(f"y must be a tensor of shape [n={n}], got {getattr(y, 'shape', type(y))}")
-    n_test = int(check_range("n_test", n_test, 1, None, integer=True))
-    if len(alphas) == 0:
-        raise ValueError("alphas must be a non-empty sequence of positive ridges")
-    for i, a in enumerate(alphas):
-        check_range(f"alphas[{i}]", a, 0, None, low_inclusive=False)
-    Xf, yf = X.flatten(1).double().numpy(), y.double().numpy()
-    m = min(200, n)
-    d2 = ((Xf[:m, None] - Xf[None, :m]) ** 2).sum(-1)
-    gamma = 1.0 / float(np.median(d2[np.triu_indices(m, 1)]))
-    cut = int(0.8 * n)
-    fit = lambda alpha, size: KernelRidge(kernel="rbf", gamma=gamma, alpha=alpha).fit(Xf[:size], yf[:size])
-    val = [float(np.mean((fit(a, cut).predict(Xf[cut:]) - yf[cut:]) ** 2)) for a in alphas]
-    model = fit(alphas[int(np.argmin(val))], n)
-    if generator is None:
-        generator = torch.Generator().manual_seed(task.seed + 10_007)
-    Xt, _ = task.sample(n_test, generator)
-    pred = torch.from_numpy(model.predict(Xt.flatten(1).double().numpy())).float()
-    return float(((pred - task.regression_function(Xt)) ** 2).mean())
+    Training set s: n samples of `task` (`training_sets`, seeds 100 + s). For each kind ("transformer", "mlp")
+    one model per set is trained as one ensemble (`fit_sweep`: initial weights seeded 10_000 (s + 1) + L + 1000 k,
+    minibatches seeded L + 7 k); `kernel_ridge_excess_risk` is fitted on each set. Every estimator is tested on
+    the same n_test inputs (a generator seeded 999). Returns arrays of `seeds` excess risks under "transformer",
+    "mlp", "krr", and the transformers' attention masses under "mass" when the task has `important_index`.
+    """
+    L, k = task.L, task.k
+    X, y = training_sets(task, seeds, n, seed0=100, device=device)
+    init_seeds = [10_000 * (s + 1) + L + 1000 * k for s in range(seeds)]
+    out = {}
+    for kind in ("transformer", "mlp"):
+        _, out[kind], mass = fit_sweep(kind, task, X, y, [n] * seeds, list(range(seeds)), init_seeds, d_model=d_model,
+                                       n_heads=n_heads, n_steps=n_steps, lr=lr, batch_size=batch_size,
+                                       val_fraction=val_fraction, n_test=n_test, train_seed=L + 7 * k, device=device)
+        if mass is not None:
+            out["mass"] = mass
+    out["krr"] = np.array([kernel_ridge_excess_risk(task, X[s], y[s], n_test=n_test,
+                                                    generator=torch.Generator().manual_seed(999)) for s in range(seeds)])
+    return out
 
 # %% auto #0
-__all__ = ['matched_mlp_width', 'kernel_ridge_excess_risk']
+__all__ = ['run_config']

@@ -3,65 +3,38 @@
 # %% ../nbs/23_transformer_fixed.ipynb #c004
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from .core import check_range
-from .transformer import lacunary
+from .transformer import SelectionTask
 
 
-class FixedImportanceTask:
+class FixedImportanceTask(SelectionTask):
     """Regression on a window of L tokens in R^k whose target reads a few fixed coordinates of a few fixed tokens.
 
     X [n, L, k] with all coordinates uniform on [0, 1]. Counting tokens back from the read-out position L-1,
     token L-1-j carries importance decay^j and the target reads its coordinate j:
         f(X) = sum_{j < n_important} decay^j g(X[L-1-j, j]),   y = f(X) + noise_std * eps,
     g = `lacunary(., smoothness)`. Every other coordinate of every token is irrelevant. The Bayes risk is
-    noise_std^2 and Var f(X) = sum_j decay^{2j} Var g(U), U uniform on [0, 1].
+    noise_std^2 and Var f(X) = sum_j decay^{2j} Var g(U), U uniform on [0, 1]. Sampling, g, the Bayes risk
+    and the checks are those of `SelectionTask`; only f differs.
     """
 
     def __init__(self, L: int, k: int, smoothness: float, noise_std: float, *, n_important: int = 3,
-                 decay: float = 0.5, seed: int = 0, n_terms: int = 10):
-        self.L = int(check_range("L", L, 1, None, integer=True))
-        self.k = int(check_range("k", k, 1, None, integer=True))
-        self.smoothness = float(check_range("smoothness", smoothness, 0, None, low_inclusive=False))
-        self.noise_std = float(check_range("noise_std", noise_std, 0, None))
+                 decay: float = 0.5, n_terms: int = 10):
+        super().__init__(L, k, smoothness, noise_std, n_terms=n_terms)
         self.n_important = int(check_range("n_important", n_important, 1, min(self.L, self.k), integer=True))
         self.decay = float(check_range("decay", decay, 0, 1, low_inclusive=False))
-        self.seed = int(check_range("seed", seed, 0, None, integer=True))
-        self.n_terms = int(check_range("n_terms", n_terms, 1, None, integer=True))
-
-    @property
-    def bayes_risk(self) -> float:
-        """E (y - f(X))^2 = noise_std^2."""
-        return self.noise_std ** 2
 
     @property
     def important(self) -> list[tuple[int, int, float]]:
         """(token, coordinate, weight) of every term of f: (L-1-j, j, decay^j)."""
         return [(self.L - 1 - j, j, self.decay ** j) for j in range(self.n_important)]
 
-    def g(self, v: torch.Tensor) -> torch.Tensor:
-        """The link function g (lacunary, smoothness a)."""
-        return lacunary(v, self.smoothness, self.n_terms)
-
     def regression_function(self, X: torch.Tensor) -> torch.Tensor:
         """f(X), shape [n]."""
-        if not isinstance(X, torch.Tensor) or X.dim() != 3:
-            raise ValueError(f"X must be a 3-D tensor [n, L, k], got {getattr(X, 'shape', type(X))}")
-        if X.shape[1] != self.L or X.shape[2] != self.k:
-            raise ValueError(f"X must have shape [n, L={self.L}, k={self.k}], got {tuple(X.shape)}")
+        self._check_X(X)
         return sum(w * self.g(X[:, i, j]) for i, j, w in self.important)
-
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw n samples: X [n, L, k] (float32, CPU generator), y [n]."""
-        n = int(check_range("n", n, 1, None, integer=True))
-        if generator is None:
-            generator = torch.Generator().manual_seed(self.seed)
-        X = torch.rand(n, self.L, self.k, generator=generator)
-        eps = torch.randn(n, generator=generator)
-        return X, self.regression_function(X) + self.noise_std * eps
 
 # %% auto #0
 __all__ = ['FixedImportanceTask']

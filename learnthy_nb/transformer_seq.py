@@ -6,14 +6,16 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from .core import check_range
-from .transformer import FlatMLP, SelectiveTransformer, fit_ensemble, lacunary
+from .core import check_range, get_device, resolve_generator, uniform
+from .transformer import (FlatMLP, SelectionTask, SelectiveTransformer, excess_risk, attention_mass,
+                                     fit_ensemble, hand_set_selector, matched_mlp_width, n_parameters)
 
 
-class SequenceSelectionTask:
+class SequenceSelectionTask(SelectionTask):
     """Sequence-to-sequence selection: T tokens in, one target at every position whose window is full.
 
     Token i = (key_i, v_i, z_i) in R^k with v_i and the k - 2 irrelevant z_i uniform on [0, 1], and
@@ -24,38 +26,38 @@ class SequenceSelectionTask:
         F_t(X) = g(v_{i1(t)}) + second_weight * g(v_{i2(t)}),   y_t = F_t(X) + noise_std * eps_t,
     with i1(t), i2(t) the tokens of largest and second-largest key in W_t and g = `lacunary(., smoothness)`.
     The same rule at every position: F_t(X) = f(X shifted by t), the shift-equivariant setting of the theorem.
+    Sampling, g, the Bayes risk and the checks are those of `SelectionTask` (T tokens, targets [n, P]).
     """
+    min_k = 2
+    token_name = "T"
 
     def __init__(self, L: int, T: int, k: int, smoothness: float, noise_std: float, *, key_spacing: float = 0.1,
-                 key_offset: float = 0.0, second_weight: float = 0.0, seed: int = 0, n_terms: int = 10):
-        self.L = int(check_range("L", L, 1, None, integer=True))
+                 key_offset: float = 0.0, second_weight: float = 0.0, n_terms: int = 10):
+        super().__init__(L, k, smoothness, noise_std, n_terms=n_terms)
         self.T = int(check_range("T", T, self.L, None, integer=True))
-        self.k = int(check_range("k", k, 2, None, integer=True))
-        self.smoothness = float(check_range("smoothness", smoothness, 0, None, low_inclusive=False))
-        self.noise_std = float(check_range("noise_std", noise_std, 0, None))
         self.key_spacing = float(check_range("key_spacing", key_spacing, 0, None))
         self.key_offset = float(check_range("key_offset", key_offset, 0, None))
         self.second_weight = float(check_range("second_weight", second_weight, 0, None))
         if self.second_weight > 0 and self.L < 2:
             raise ValueError(f"L must be >= 2 when second_weight > 0 (a second-ranked token), got L={L}")
-        self.seed = int(check_range("seed", seed, 0, None, integer=True))
-        self.n_terms = int(check_range("n_terms", n_terms, 1, None, integer=True))
         self.P = self.T - self.L + 1
 
     @property
-    def bayes_risk(self) -> float:
-        """E (y_t - F_t(X))^2 = noise_std^2 at every position."""
-        return self.noise_std ** 2
+    def n_tokens(self) -> int:
+        """T tokens per sequence."""
+        return self.T
 
-    def g(self, v: torch.Tensor) -> torch.Tensor:
-        """The link function g (lacunary, smoothness a)."""
-        return lacunary(v, self.smoothness, self.n_terms)
+    def target_shape(self, n: int) -> tuple[int, ...]:
+        """One target per output position: [n, P]."""
+        return (n, self.P)
 
-    def _check_X(self, X: torch.Tensor) -> None:
-        if not isinstance(X, torch.Tensor) or X.dim() != 3:
-            raise ValueError(f"X must be a 3-D tensor [n, T, k], got {getattr(X, 'shape', type(X))}")
-        if X.shape[1] != self.T or X.shape[2] != self.k:
-            raise ValueError(f"X must have shape [n, T={self.T}, k={self.k}], got {tuple(X.shape)}")
+    def _adjust_keys(self, X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        u = X[..., 0]
+        rank = u.argsort(dim=1).argsort(dim=1).to(X.dtype)
+        X[..., 0] = u + self.key_spacing * rank
+        if self.key_offset > 0:
+            X[..., 0] += self.key_offset * uniform((X.shape[0], 1), generator=generator, device=X.device, dtype=X.dtype)
+        return X
 
     def ranked_index(self, X: torch.Tensor, rank: int = 0) -> torch.Tensor:
         """Index (into the T tokens) of the token with the (rank+1)-th largest key in each window, [n, P]."""
@@ -77,23 +79,9 @@ class SequenceSelectionTask:
             f = f + self.second_weight * self.g(X[rows, self.ranked_index(X, 1), 1])
         return f
 
-    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw n sequences: X [n, T, k] (float32, CPU generator), y [n, P]."""
-        n = int(check_range("n", n, 1, None, integer=True))
-        if generator is None:
-            generator = torch.Generator().manual_seed(self.seed)
-        X = torch.rand(n, self.T, self.k, generator=generator)
-        u = X[..., 0]
-        rank = u.argsort(dim=1).argsort(dim=1).to(X.dtype)
-        X[..., 0] = u + self.key_spacing * rank
-        if self.key_offset > 0:
-            X[..., 0] += self.key_offset * torch.rand(n, 1, generator=generator)
-        eps = torch.randn(n, self.P, generator=generator)
-        return X, self.regression_function(X) + self.noise_std * eps
-
 # %% auto #0
 __all__ = ['SequenceSelectionTask', 'SequenceReadout', 'WindowMLP', 'sequence_excess_risk', 'sequence_attention_mass',
-           'hand_set_selector', 'hand_set_second_selector', 'fit_length_curriculum']
+           'sequence_models', 'risk_and_mass', 'hand_set_second_selector', 'fit_length_curriculum']
 
 # %% ../nbs/22_transformer_seq.ipynb #c006
 class SequenceReadout(nn.Module):
@@ -121,9 +109,11 @@ class WindowMLP(FlatMLP):
     (A 1-D convolution of kernel width L with an MLP as its filter.) X [n, T, k] -> [n, P], input dimension L k.
     """
 
-    def __init__(self, L: int, k: int, width: int, depth: int = 2, clip: float = 3.0):
+    def __init__(self, L: int, k: int, width: int, depth: int = 2, clip: float = 3.0, *,
+                 device: Optional[torch.device] = None, init_generator: Optional[torch.Generator] = None):
         check_range("clip", clip, 0, None, low_inclusive=False)
-        super().__init__(L, k, width, depth, clip)              # the same network as FlatMLP; only forward differs
+        # the same network as FlatMLP; only forward differs
+        super().__init__(L, k, width, depth, clip, device=device, init_generator=init_generator)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         if not isinstance(X, torch.Tensor) or X.dim() != 3 or X.shape[2] != self.k or X.shape[1] < self.L:
@@ -135,15 +125,16 @@ class WindowMLP(FlatMLP):
 @torch.no_grad()
 def sequence_excess_risk(model: nn.Module, task: SequenceSelectionTask, n_test: int,
                          generator: Optional[torch.Generator] = None) -> float:
-    """(1/P) sum_t E_X (model(X)_t - F_t(X))^2 on n_test fresh sequences (test MSE minus the Bayes risk)."""
+    """(1/P) sum_t E_X (model(X)_t - F_t(X))^2 (a float) on n_test fresh sequences (test MSE minus the Bayes risk).
+
+    The test sequences are drawn with `generator` (None: a fresh CPU generator seeded 0) on the model's device.
+    """
     n_test = int(check_range("n_test", n_test, 1, None, integer=True))
-    if generator is None:
-        generator = torch.Generator().manual_seed(task.seed + 10_007)
-    X, _ = task.sample(n_test, generator)
-    device = next(model.parameters()).device
+    p = next(model.parameters())
+    X, _ = task.sample(n_test, generator, device=p.device, dtype=p.dtype)
     was_training = model.training
     model.eval()
-    pred = torch.cat([model(xb.to(device)).cpu() for xb in X.split(2048)])
+    pred = torch.cat([model(xb) for xb in X.split(2048)])
     model.train(was_training)
     if pred.shape != (n_test, task.P):
         raise ValueError(f"model must return [n, P={task.P}] outputs, got {tuple(pred.shape)}")
@@ -153,57 +144,47 @@ def sequence_excess_risk(model: nn.Module, task: SequenceSelectionTask, n_test: 
 @torch.no_grad()
 def sequence_attention_mass(model: SelectiveTransformer, task: SequenceSelectionTask, n_test: int,
                             generator: Optional[torch.Generator] = None, rank: int = 0) -> torch.Tensor:
-    """Attention weight on the (rank+1)-th ranked token of each window, per head of the last layer, [n_heads].
+    """Attention weight on the (rank+1)-th ranked token of each window, per head of the last layer: [n_heads]
+    (a CPU tensor, one number per head; `attention_mass` gives the head average as a float).
 
-    Averaged over n_test fresh sequences and the P output positions (uniform attention would give 1/L).
+    Averaged over n_test fresh sequences (drawn with `generator`, None: a fresh CPU generator seeded 0, on the
+    model's device) and the P output positions (uniform attention would give 1/L).
     """
     n_test = int(check_range("n_test", n_test, 1, None, integer=True))
-    if generator is None:
-        generator = torch.Generator().manual_seed(task.seed + 20_011)
-    X, _ = task.sample(n_test, generator)
-    X = X.to(next(model.parameters()).device)
+    p = next(model.parameters())
+    X, _ = task.sample(n_test, generator, device=p.device, dtype=p.dtype)
     model.sequence(X)
-    w = model.attention_weights()[-1][:, :, task.L - 1:, :].cpu()            # [n, H, P, T]
-    idx = task.ranked_index(X.cpu(), rank)[:, None, :, None].expand(-1, w.shape[1], -1, 1)
-    return w.gather(-1, idx).squeeze(-1).mean(dim=(0, 2))
+    w = model.attention_weights()[-1][:, :, task.L - 1:, :]                 # [n, H, P, T]
+    idx = task.ranked_index(X, rank)[:, None, :, None].expand(-1, w.shape[1], -1, 1)
+    return w.gather(-1, idx).squeeze(-1).mean(dim=(0, 2)).cpu()
+
+
+def sequence_models(kind: str, k: int, L: int, d_model: int, init_seeds: Sequence[int], *, n_layers: int = 1,
+                    n_heads: int = 2, device: Optional[torch.device] = None) -> list[nn.Module]:
+    """One model per entry of init_seeds (its initial weights drawn with a CPU generator seeded with it), on `device`.
+
+    kind "transformer": `SequenceReadout` of a `SelectiveTransformer(k, d_model, n_heads, n_layers, L,
+    positional=False)`; kind "mlp": the `WindowMLP` with that transformer's parameter count (`matched_mlp_width`).
+    """
+    if kind not in ("transformer", "mlp"):
+        raise ValueError(f"kind must be 'transformer' or 'mlp', got {kind!r}")
+    models = []
+    for seed in init_seeds:
+        init = torch.Generator().manual_seed(int(seed))
+        tf = SelectiveTransformer(k, d_model, n_heads, n_layers, L, positional=False, device=device, init_generator=init)
+        models.append(SequenceReadout(tf, L) if kind == "transformer" else
+                      WindowMLP(L, k, matched_mlp_width(L, k, n_parameters(tf)), device=device, init_generator=init))
+    return models
+
+
+@torch.no_grad()
+def risk_and_mass(models: Sequence[SelectiveTransformer], task, n_test: int, test_seed: int = 999) -> tuple[np.ndarray, np.ndarray]:
+    """(`excess_risk`, `attention_mass`) of each model on one test set of `task` (a generator seeded test_seed)."""
+    test_gen = lambda: torch.Generator().manual_seed(test_seed)
+    return (np.array([excess_risk(m, task, n_test, test_gen()) for m in models]),
+            np.array([attention_mass(m, task, n_test, test_gen()) for m in models]))
 
 # %% ../nbs/22_transformer_seq.ipynb #c008
-class _Link(nn.Module):
-    """Token-wise map writing g(channel 2) into channel 3 (a hand-set feed-forward network)."""
-
-    def __init__(self, g: Callable[[torch.Tensor], torch.Tensor]):
-        super().__init__()
-        self.g = g
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(h)
-        out[..., 3] = self.g(h[..., 2])
-        return out
-
-
-def hand_set_selector(k: int, window: int, g: Callable[[torch.Tensor], torch.Tensor], beta: float) -> SelectiveTransformer:
-    """The selector of the proof, weights set by hand: output g(v of the largest key in the window).
-
-    One layer, one head, d_model = 4, no positional encoding: channels (key, v, attended v, g(attended v));
-    constant query e_0, key reads channel 0, so the score of token s is beta * key_s / 2; the value copies v;
-    the token-wise map (replacing the FNN) computes g exactly. With keys >= delta apart the weight off the top
-    token is at most (window - 1) exp(-beta delta / 2).
-    """
-    k = int(check_range("k", k, 2, None, integer=True))
-    beta = float(check_range("beta", beta, 0, None, low_inclusive=False))
-    net = SelectiveTransformer(k=k, d_model=4, n_heads=1, n_layers=1, window=window, positional=False)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        net.embed.weight[0, 0] = net.embed.weight[1, 1] = 1.0
-        a = net.attn[0]
-        a.q.bias[0] = a.k.weight[0, 0] = a.v.weight[1, 1] = a.o.weight[2, 1] = 1.0
-        a.log_beta.fill_(math.log(beta))
-        net.head.weight[0, 3] = 1.0
-    net.ffn[0] = _Link(g)
-    return net
-
-
 class _MaxFeatures(nn.Module):
     """First token-wise map of the two-layer construction: channel 3 = exp(-K M), channel 4 = exp(K key)."""
 
@@ -231,7 +212,8 @@ class _TwoLinks(nn.Module):
         return out
 
 
-def hand_set_second_selector(task: SequenceSelectionTask, beta: float = 2000.0, K: float = 80.0) -> SelectiveTransformer:
+def hand_set_second_selector(task: SequenceSelectionTask, beta: float = 2000.0, K: float = 80.0, *,
+                             device: Optional[torch.device] = None) -> SelectiveTransformer:
     """The two-layer construction of the chapter, weights set by hand (float64): output g(v_i1) + c g(v_i2).
 
     Layer 1, head 0: score beta_1 key_s / 2 from a constant query, value = key, so channel 2 holds
@@ -239,7 +221,7 @@ def hand_set_second_selector(task: SequenceSelectionTask, beta: float = 2000.0, 
     Layer 2, head 0: score beta (key_s - lam exp(K (key_s - M))) / 2 with lam = 2 (key range + spacing), which
     puts the second-ranked token on top; head 1: score beta key_s / 2 (the top token). Token-wise map 2:
     g(v_i1) + c g(v_i2). Needs K * key_spacing large (exp(-K spacing) << spacing / lam); float64 because
-    exp(K key) overflows float32 for K key > 88.
+    exp(K key) overflows float32 for K key > 88. Built on `device` (None: `get_device()`).
     """
     if not isinstance(task, SequenceSelectionTask):
         raise ValueError(f"task must be a SequenceSelectionTask, got {type(task).__name__}")
@@ -248,7 +230,8 @@ def hand_set_second_selector(task: SequenceSelectionTask, beta: float = 2000.0, 
     beta = float(check_range("beta", beta, 0, None, low_inclusive=False))
     K = float(check_range("K", K, 0, 700.0 / (1.0 + task.key_spacing * (task.T - 1) + task.key_offset),
                           low_inclusive=False))
-    model = SelectiveTransformer(k=task.k, d_model=8, n_heads=2, n_layers=2, window=task.L, positional=False).double()
+    model = SelectiveTransformer(k=task.k, d_model=8, n_heads=2, n_layers=2, window=task.L, positional=False,
+                                 device=device).double()
     key_range = 1.0 + task.key_spacing * (task.T - 1) + task.key_offset
     lam = 2 * (key_range + task.key_spacing)
     with torch.no_grad():
@@ -271,13 +254,14 @@ def hand_set_second_selector(task: SequenceSelectionTask, beta: float = 2000.0, 
 
 # %% ../nbs/22_transformer_seq.ipynb #c022
 def fit_length_curriculum(models: Sequence[SelectiveTransformer], short: tuple[torch.Tensor, torch.Tensor],
-                          long: tuple[torch.Tensor, torch.Tensor], n_train: Sequence[int], *, steps_short: int,
-                          steps_long: int, lr: float, batch_size: int, generator: Optional[torch.Generator] = None,
+                          long: tuple[torch.Tensor, torch.Tensor], n_train: Sequence[int], *, n_steps_short: int,
+                          n_steps_long: int, lr: float, batch_size: int, generator: Optional[torch.Generator] = None,
                           val_fraction: float = 0.2) -> None:
     """Train on short windows first, then on the long ones: `fit_ensemble` twice, the weights carried over.
 
     short = (X_s [S, N, L_s, k], y_s [S, N]), long = (X_l [S, N, L_l, k], y_l [S, N]) with L_s <= L_l; model m
-    uses the first n_train[m] samples of dataset m in each phase. The models must have no positional encoding
+    uses the first n_train[m] samples of dataset m in each phase, minibatches drawn with `generator` (None: a
+    fresh CPU generator seeded 0, used by both phases in turn). The models must have no positional encoding
     (positional=False), so that the same weights define the map at every window length: only the attention
     window changes (set to L_s, then L_l). Models are updated in place.
     """
@@ -293,11 +277,12 @@ def fit_length_curriculum(models: Sequence[SelectiveTransformer], short: tuple[t
             raise ValueError(f"{name}[0] must be a 4-D tensor [S, N, L, k], got {getattr(X, 'shape', type(X))}")
     if Xs.shape[2] > Xl.shape[2]:
         raise ValueError(f"short windows must not be longer than long ones, got L_s={Xs.shape[2]} > L_l={Xl.shape[2]}")
-    check_range("steps_short", steps_short, 1, None, integer=True)
-    check_range("steps_long", steps_long, 1, None, integer=True)
-    for phase, (X, y, steps) in enumerate(((Xs, ys, steps_short), (Xl, yl, steps_long))):
+    check_range("n_steps_short", n_steps_short, 1, None, integer=True)
+    check_range("n_steps_long", n_steps_long, 1, None, integer=True)
+    generator = resolve_generator(generator)
+    for X, y, n_steps in ((Xs, ys, n_steps_short), (Xl, yl, n_steps_long)):
         for m in models:
             m.window, m.L = X.shape[2], None
             m.train()
-        fit_ensemble(list(models), X, y, list(n_train), steps=steps, lr=lr, batch_size=batch_size,
+        fit_ensemble(list(models), X, y, list(n_train), n_steps=n_steps, lr=lr, batch_size=batch_size,
                      generator=generator, val_fraction=val_fraction)

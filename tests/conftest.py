@@ -6,6 +6,20 @@ os.environ.setdefault("LEARNTHY_QUIET", "1")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "site: checks of the rendered book (run after the book is built)")
+    config.addinivalue_line("markers", "cuda: runs on a CUDA GPU and compares with the CPU run (`make gpu-check`); "
+                                       "skipped when torch.cuda.is_available() is False")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` are skipped on a machine without a CUDA GPU."""
+    import torch as _torch
+    if _torch.cuda.is_available():
+        return
+    import pytest as _pytest
+    skip = _pytest.mark.skip(reason="no CUDA GPU: run `make gpu-check` on a GPU machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 import pytest

@@ -257,3 +257,138 @@ def test_check_finite_names_the_step():
     check_finite(torch.ones(3), "particles")
     with pytest.raises(DivergenceError, match="particles became non-finite at step 17"):
         check_finite(torch.tensor([1.0, float("nan")]), "particles", step=17)
+
+
+# ---------------------------------------------------------------- the device-and-randomness contract
+from learnthy_nb.core import (KernelRidgeFit, gaussian, haar_orthogonal, integers, kernel_ridge, median_bandwidth,
+                              permutation, rbf_kernel, resolve_generator, setup, uniform)
+
+
+def test_resolve_generator_none_is_a_fresh_seed_zero_cpu_generator():
+    a, b = resolve_generator(None), resolve_generator(None)
+    assert a is not b and a.device.type == "cpu"
+    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=torch.Generator().manual_seed(0)))
+    g = torch.Generator().manual_seed(5)
+    assert resolve_generator(g) is g
+    with pytest.raises(ValueError, match="^generator must be a torch.Generator or None"):
+        resolve_generator(5)
+
+
+@pytest.mark.parametrize("draw", [
+    lambda g, dt: gaussian((3, 4), generator=g, dtype=dt),
+    lambda g, dt: uniform((3, 4), generator=g, dtype=dt),
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_draws_follow_the_generator_and_the_dtype(draw, dtype):
+    x = draw(torch.Generator().manual_seed(1), dtype)
+    assert x.shape == (3, 4) and x.dtype == dtype and x.device.type == "cpu"
+    assert torch.equal(x, draw(torch.Generator().manual_seed(1), dtype))
+    assert not torch.equal(x, draw(torch.Generator().manual_seed(2), dtype))
+    assert torch.equal(draw(None, dtype), draw(torch.Generator().manual_seed(0), dtype))
+
+
+def test_draws_consume_the_generator_like_torch():
+    """The helpers are torch's own draws on the generator's device: the same numbers and the same stream."""
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    assert torch.equal(gaussian((5,), generator=g1), torch.randn(5, generator=g2))
+    assert torch.equal(uniform((5,), generator=g1, dtype=torch.float64), torch.rand(5, generator=g2, dtype=torch.float64))
+    assert torch.equal(integers(0, 3, (6,), generator=g1), torch.randint(0, 3, (6,), generator=g2))
+    assert torch.equal(permutation(9, generator=g1), torch.randperm(9, generator=g2))
+
+
+def test_integers_and_permutation_ranges():
+    g = torch.Generator().manual_seed(0)
+    x = integers(-2, 3, (5000,), generator=g)
+    assert x.dtype == torch.int64 and int(x.min()) == -2 and int(x.max()) == 2
+    assert abs(float((x == 0).double().mean()) - 0.2) < 0.03
+    assert sorted(permutation(10, generator=g).tolist()) == list(range(10))
+    assert permutation(0, generator=g).numel() == 0
+
+
+@pytest.mark.parametrize("call,match", [
+    pytest.param(lambda: integers(3, 3, (2,)), r"^high must be > low", id="integers-empty-range"),
+    pytest.param(lambda: permutation(-1), r"^n must be an integer in \[0, inf\)", id="permutation-negative"),
+    pytest.param(lambda: permutation(2.5), r"^n must be an integer", id="permutation-float"),
+    pytest.param(lambda: haar_orthogonal(0), r"^d must be an integer in \[1, inf\)", id="haar-d-zero"),
+    pytest.param(lambda: haar_orthogonal(3, 4), r"^k must be an integer in \[1, 3\]", id="haar-k-above-d"),
+    pytest.param(lambda: median_bandwidth(torch.zeros(1, 2)), r"^X must be a tensor \[n, d\] with n >= 2", id="median-one-point"),
+    pytest.param(lambda: median_bandwidth(torch.zeros(5, 2)), r"^X must contain at least two distinct points", id="median-all-equal"),
+    pytest.param(lambda: rbf_kernel(torch.zeros(2, 1), torch.zeros(2, 1), bandwidth=0), r"^bandwidth must be ", id="rbf-bandwidth-zero"),
+])
+def test_contract_helpers_reject_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_setup_returns_the_device_and_a_seeded_cpu_generator(monkeypatch):
+    monkeypatch.setenv("LEARNTHY_DEVICE", "cpu")
+    old = torch.get_num_threads()
+    try:
+        device, g = setup(3)
+        assert device.type == "cpu" and g.device.type == "cpu" and torch.get_num_threads() == 1
+        assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(3)))
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_haar_orthogonal_is_orthonormal_seeded_and_uniform():
+    Q = haar_orthogonal(7, generator=torch.Generator().manual_seed(0))
+    assert Q.dtype == torch.float64 and torch.allclose(Q @ Q.T, torch.eye(7, dtype=torch.float64), atol=1e-12)
+    assert torch.equal(Q, haar_orthogonal(7, generator=torch.Generator().manual_seed(0)))
+    F = haar_orthogonal(30, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float32)
+    assert F.shape == (30, 3) and F.dtype == torch.float32
+    assert torch.allclose(F.T @ F, torch.eye(3), atol=1e-5)
+    # uniform: for a Haar matrix, det is +1 and -1 equally often (without the sign fix of R this fails: QR
+    # routines return a fixed sign pattern), and E[Q_11^2] = 1/d
+    g = torch.Generator().manual_seed(2)
+    mats = torch.stack([haar_orthogonal(3, generator=g) for _ in range(3000)])
+    assert abs(float(torch.linalg.det(mats).mean())) < 0.06                      # sd 1/sqrt(3000) = 0.018
+    assert abs(float(mats[:, 0, 0].square().mean()) - 1 / 3) < 0.02
+
+
+def test_kernel_ridge_matches_the_closed_form_and_scikit_learn():
+    sklearn_kr = pytest.importorskip("sklearn.kernel_ridge")
+    g = torch.Generator().manual_seed(0)
+    X = gaussian((120, 2), generator=g, dtype=torch.float64)
+    y = torch.cos(2 * X[:, 0]) + 0.05 * gaussian((120,), generator=g, dtype=torch.float64)
+    fit = kernel_ridge(lambda a, b: rbf_kernel(a, b, bandwidth=0.7), X, y, ridges=[1e-3], generator=g)
+    assert isinstance(fit, KernelRidgeFit) and fit.ridge == 1e-3 and len(fit.val_scores) == 1
+    K = rbf_kernel(X, X, bandwidth=0.7)
+    alpha = torch.linalg.solve(K + 120 * 1e-3 * torch.eye(120, dtype=torch.float64), y)
+    assert torch.allclose(fit.alpha, alpha, atol=1e-9)
+    Xn = gaussian((50, 2), generator=g, dtype=torch.float64)
+    sk = sklearn_kr.KernelRidge(kernel="rbf", gamma=1 / (2 * 0.7**2), alpha=120 * 1e-3).fit(X.numpy(), y.numpy())
+    assert np.allclose(fit.predict(Xn).numpy(), sk.predict(Xn.numpy()), atol=1e-8)
+
+
+def test_kernel_ridge_picks_the_ridge_the_data_need():
+    g = torch.Generator().manual_seed(1)
+    X = gaussian((400, 1), generator=g, dtype=torch.float64)
+    noisy = torch.sign(X[:, 0]) + 2.0 * gaussian((400,), generator=g, dtype=torch.float64)   # noise: a large ridge
+    clean = torch.sin(4 * X[:, 0])                                                           # no noise: a small one
+    kern = lambda a, b: rbf_kernel(a, b, bandwidth=0.3)
+    grid = [1e-6, 1e-3, 1e-1, 10.0]
+    assert kernel_ridge(kern, X, noisy, ridges=grid, generator=g).ridge >= 1e-1
+    assert kernel_ridge(kern, X, clean, ridges=grid, generator=g).ridge <= 1e-3
+    sign_fit = kernel_ridge(kern, X, torch.sign(X[:, 0]), ridges=grid, score="sign", generator=g)
+    assert all(isinstance(s, tuple) and len(s) == 2 for s in sign_fit.val_scores)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    pytest.param(dict(ridges=[]), r"^ridges must hold at least one value", id="ridges-empty"),
+    pytest.param(dict(ridges=[-1.0]), r"^ridges must be ", id="ridges-negative"),
+    pytest.param(dict(ridges=[1.0], val_fraction=1.0), r"^val_fraction must be ", id="val_fraction-one"),
+    pytest.param(dict(ridges=[1.0], score="auc"), r"^score must be 'mse' or 'sign'", id="score-unknown"),
+])
+def test_kernel_ridge_rejects_bad_arguments(kwargs, match):
+    X = torch.randn(10, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=match):
+        kernel_ridge(rbf_kernel, X, X[:, 0], **kwargs)
+
+
+def test_kernel_ridge_rejects_bad_shapes():
+    X = torch.randn(10, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^y must be a tensor of shape \[n=10\]"):
+        kernel_ridge(rbf_kernel, X, X[:5, 0], ridges=[1.0])
+    with pytest.raises(ValueError, match=r"^n \(X.shape\[0\]\) must be an integer in \[2, inf\)"):
+        kernel_ridge(rbf_kernel, X[:1], X[:1, 0], ridges=[1.0])

@@ -7,24 +7,15 @@ import torch
 
 from learnthy_nb.core import DivergenceError
 from learnthy_nb.diffusion import (GaussianMixture, LacunaryDensity, ScoreNet, dsm_loss, histogram_sample,
-                                   histogram_tv, kde_tv, ode_density_1d, ou_mean_std, reflect_into, sample,
-                                   sde_density_1d, time_grid, train_score_model, tv_binned, tv_density_1d, w1_1d,
-                                   w1_pot)
+                                   histogram_tv, kde_tv, minimax_times, ode_density_1d, ou_mean_std, ou_time_from_std,
+                                   reflect_into, sample, sde_density_1d, time_grid, train_score_model, tv_binned,
+                                   tv_density_1d, UniformDensity as Uniform, w1_1d, w1_pot)
 
 
-class Uniform:
-    """U[low, high] in d = 1, for closed-form metric checks."""
-    d = 1
-
-    def __init__(self, low=-1.0, high=1.0):
-        self.low, self.high, self.support = low, high, (low, high)
-
-    def cdf(self, x):
-        return ((x.reshape(-1).double() - self.low) / (self.high - self.low)).clamp(0, 1)
-
-    def pdf(self, x):
-        inside = (x[..., 0] >= self.low) & (x[..., 0] <= self.high)
-        return torch.where(inside, 1 / (self.high - self.low), 0.0).double()
+@pytest.fixture(autouse=True)
+def cpu_device(monkeypatch):
+    """These are CPU tests (tests/test_cuda_diffusion.py runs the GPU): get_device() is the CPU here."""
+    monkeypatch.setenv("LEARNTHY_DEVICE", "cpu")
 
 
 def _mixture_at(gm, t):
@@ -146,12 +137,17 @@ def test_sampler_with_exact_score_reproduces_mixture():
     assert w1_1d(y_ode, target) < tol
 
 
+def _empirical_score(n, bw=0.08):
+    """n draws x of the lacunary density (s = 1), their empirical score (a mixture with std 0), the time t_lo with
+    sigma(t_lo) = bw and m = m(t_lo): the reverse process stopped at t_lo samples the KDE GaussianMixture(m x, bw)."""
+    x = LacunaryDensity(1.0).sample(n, torch.Generator().manual_seed(5))
+    t_lo = ou_time_from_std(bw)
+    return x, GaussianMixture(x, 0.0), t_lo, float(ou_mean_std(torch.tensor(t_lo))[0])
+
+
 def test_empirical_score_sampler_is_gaussian_kde():
-    x = LacunaryDensity(1.0).sample(200, torch.Generator().manual_seed(5))
-    emp = GaussianMixture(x, 0.0)
     bw = 0.08
-    t_lo = -0.5 * math.log1p(-bw**2)
-    m = float(ou_mean_std(torch.tensor(t_lo))[0])
+    x, emp, t_lo, m = _empirical_score(200, bw)
     kde = GaussianMixture(m * x, bw)
     grid, q = ode_density_1d(emp, t_lo, 4.0, n_steps=100, low=-2.0, high=2.0, grid_size=2000, n_start=2**12)
     tv = float(0.5 * (q[0] - kde.pdf(grid[:, None])).abs().sum() * (grid[1] - grid[0]))
@@ -166,11 +162,8 @@ def test_sde_density_converges_to_kde_with_empirical_score():
     # With the exact empirical score the reverse SDE's law at t_lo is the Gaussian KDE with bandwidth sigma(t_lo)
     # (up to the discretisation error); the grid propagation must reproduce it, better with more steps, and
     # must not match the KDE of twice the bandwidth.
-    x = LacunaryDensity(1.0).sample(100, torch.Generator().manual_seed(5))
-    emp = GaussianMixture(x, 0.0)
     bw = 0.08
-    t_lo = -0.5 * math.log1p(-bw**2)
-    m = float(ou_mean_std(torch.tensor(t_lo))[0])
+    x, emp, t_lo, m = _empirical_score(100, bw)
     tvs = {}
     for n_steps in (20, 80):
         grid, q = sde_density_1d(emp, t_lo, 4.0, n_steps=n_steps, low=-2.0, high=2.0, cells=800)
@@ -227,19 +220,19 @@ def test_train_and_sample_batched_quick():
     dens = LacunaryDensity(1.0)
     g = torch.Generator().manual_seed(0)
     xs = [dens.sample(n, g).float() for n in (100, 300)]
-    model = train_score_model(xs, [1e-3, 5e-4], 1.5, steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
+    model = train_score_model(xs, [1e-3, 5e-4], 1.5, n_steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
                               generator=g, device="cpu", quiet=True)
     assert isinstance(model, ScoreNet) and model.n_models == 2
     y = sample(model, 500, [1e-3, 5e-4], 1.5, n_steps=10, generator=torch.Generator().manual_seed(1))
     assert y.shape == (2, 500, 1) and bool(torch.isfinite(y).all())
     assert float(model(y, torch.tensor([0.1, 0.1])).abs().max()) <= float(model.clip.max()) / math.sqrt(1 - math.exp(-0.2)) + 1e-4
     # determinism: the same generator seed gives the same model
-    m2 = train_score_model(xs, [1e-3, 5e-4], 1.5, steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
+    m2 = train_score_model(xs, [1e-3, 5e-4], 1.5, n_steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
                            generator=torch.Generator().manual_seed(0), device="cpu", quiet=True)
     g0 = torch.Generator().manual_seed(0)
     xs0 = [dens.sample(n, g0).float() for n in (100, 300)]
     assert all(torch.equal(a, b) for a, b in zip(xs, xs0))
-    m1 = train_score_model(xs, [1e-3, 5e-4], 1.5, steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
+    m1 = train_score_model(xs, [1e-3, 5e-4], 1.5, n_steps=150, batch_size=64, lr=3e-3, width=16, n_freq=4,
                            generator=torch.Generator().manual_seed(0), device="cpu", quiet=True)
     assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
 
@@ -247,7 +240,7 @@ def test_train_and_sample_batched_quick():
 def test_training_diverges_loudly():
     x = torch.tensor([[0.0], [1e39]], dtype=torch.float64)     # finite in float64, inf in float32
     with pytest.raises(DivergenceError):
-        train_score_model(x, 1e-3, 1.0, steps=3, batch_size=8, lr=1e-3, device="cpu", quiet=True)
+        train_score_model(x, 1e-3, 1.0, n_steps=3, batch_size=8, lr=1e-3, device="cpu", quiet=True)
 
 
 # ---------------------------------------------------------------- metrics
@@ -307,7 +300,7 @@ def _dens():
     return LacunaryDensity(1.0)
 
 
-_TRAIN = dict(steps=1, batch_size=4, lr=1e-3, quiet=True)
+_TRAIN = dict(n_steps=1, batch_size=4, lr=1e-3, quiet=True)
 
 BAD_CALLS = [
     pytest.param(lambda: ou_mean_std(torch.tensor([0.1, 0.0])), r"^t must be finite and > 0", id="ou_mean_std-t-zero"),
@@ -328,8 +321,8 @@ BAD_CALLS = [
                  r"^x0\[0\] contains NaN", id="train_score_model-x0-nan"),
     pytest.param(lambda: train_score_model(torch.rand(50), 0.1, 0.5, **_TRAIN), r"^x0\[0\] must be a tensor of shape",
                  id="train_score_model-x0-1d"),
-    pytest.param(lambda: train_score_model(_x(), 0.1, 0.5, **{**_TRAIN, "steps": 0}), r"^steps must be ",
-                 id="train_score_model-steps-zero"),
+    pytest.param(lambda: train_score_model(_x(), 0.1, 0.5, **{**_TRAIN, "n_steps": 0}), r"^n_steps must be ",
+                 id="train_score_model-n_steps-zero"),
     pytest.param(lambda: train_score_model(_x(), 0.1, 0.5, **{**_TRAIN, "lr": -1.0}), r"^lr must be ",
                  id="train_score_model-lr-negative"),
     pytest.param(lambda: train_score_model([_x(), _x()], [0.1, 0.2, 0.3], 0.5, **_TRAIN),
@@ -371,6 +364,16 @@ BAD_CALLS = [
     pytest.param(lambda: sde_density_1d(_gm(), 0.1, 1.0, n_steps=0), r"^n_steps must be ", id="sde_density_1d-n_steps-zero"),
     pytest.param(lambda: sde_density_1d(_gm(), 0.1, 1.0, n_steps=3, low=1.0, high=-1.0), r"^need low < high; got low=",
                  id="sde_density_1d-low-above-high"),
+    pytest.param(lambda: train_score_model(_x(), 0.1, 0.5, **{**_TRAIN, "check_every": 0}), r"^check_every must be ",
+                 id="train_score_model-check_every-zero"),
+    pytest.param(lambda: time_grid(0.1, 1.0, 0), r"^n_steps must be ", id="time_grid-n_steps-zero"),
+    pytest.param(lambda: ou_time_from_std(1.0), r"^sigma must be ", id="ou_time_from_std-sigma-one"),
+    pytest.param(lambda: minimax_times(0, 1.0, 1, 0.7), r"^n must be ", id="minimax_times-n-zero"),
+    pytest.param(lambda: minimax_times(100, 1.0, 1, 0.0), r"^bandwidth_const must be ", id="minimax_times-bandwidth_const-zero"),
+    pytest.param(lambda: Uniform(1.0, 0.0), r"^need low < high", id="UniformDensity-low-above-high"),
+    pytest.param(lambda: LacunaryDensity(1.0).sample(0), r"^n must be ", id="LacunaryDensity.sample-n-zero"),
+    pytest.param(lambda: dsm_loss(ScoreNet(1, 1, width=4, n_freq=2, device="cpu"), torch.zeros(1, 2, 1),
+                                  torch.zeros(1, 2), torch.zeros(1, 2, 1)), r"^t must be finite and > 0", id="dsm_loss-t-zero"),
 ]
 
 
@@ -378,3 +381,76 @@ BAD_CALLS = [
 def test_value_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---------------------------------------------------------------- the device-and-randomness contract
+def test_ou_time_from_std_and_minimax_times():
+    for sigma in (1e-4, 0.05, 0.9):
+        t = ou_time_from_std(sigma)
+        assert abs(float(ou_mean_std(torch.tensor(t, dtype=torch.float64))[1]) - sigma) < 1e-12 * max(1, 1 / sigma)
+    h, t_min, t_max = minimax_times(1000, 1.0, 1, 0.7)
+    assert abs(h - 0.7 * 1000 ** (-1 / 3)) < 1e-15 and t_min == ou_time_from_std(h)
+    assert abs(t_max - math.log(1000) / 3) < 1e-12                       # s/(2s+d) log n > 1 here
+    assert minimax_times(10, 0.5, 2, 0.7)[2] == 1.0                       # and floored at 1 for small n
+
+
+def test_generator_none_is_a_fresh_seed_zero_cpu_generator():
+    g0 = lambda: torch.Generator().manual_seed(0)
+    dens, gm = LacunaryDensity(1.0), GaussianMixture(torch.tensor([[-0.5], [0.5]], dtype=torch.float64), 0.2)
+    assert torch.equal(dens.sample(50), dens.sample(50, g0()))
+    assert torch.equal(gm.sample(50), gm.sample(50, g0()))
+    assert torch.equal(sample(gm, 40, 0.01, 2.0, n_steps=5), sample(gm, 40, 0.01, 2.0, n_steps=5, generator=g0()))
+    x = dens.sample(40, g0())
+    assert torch.equal(histogram_sample(x, 4, 30), histogram_sample(x, 4, 30, generator=g0()))
+    a, b = ScoreNet(2, 1, width=8, n_freq=2, device="cpu"), ScoreNet(2, 1, width=8, n_freq=2, init_generator=g0(), device="cpu")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    kw = dict(n_steps=5, batch_size=8, lr=1e-3, width=8, n_freq=2, device="cpu", quiet=True)
+    m1, m2 = train_score_model(x.float(), 1e-2, 1.0, **kw), train_score_model(x.float(), 1e-2, 1.0, generator=g0(), **kw)
+    assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+
+
+def test_sampler_without_generator_draws_fresh_noise_every_step():
+    # generator=None is resolved once per call: a sampler that re-seeded at each step would reuse one noise vector
+    # per sample for all 100 steps, and its law would miss the target by far more than the Monte-Carlo tolerance
+    gm = GaussianMixture(torch.tensor([[-1.0], [0.5]], dtype=torch.float64), 0.3, torch.tensor([0.3, 0.7]))
+    target = _mixture_at(gm, 1e-3)
+    floor = w1_1d(target.sample(20_000, torch.Generator().manual_seed(3)), target)
+    assert w1_1d(sample(gm, 20_000, 1e-3, 4.0, n_steps=100), target) < 2 * floor + 0.01
+
+
+def test_float64_inputs_and_explicit_generators_everywhere():
+    g = torch.Generator().manual_seed(11)
+    dens = LacunaryDensity(1.0, seed=2)
+    x = dens.sample(300, g, device="cpu")
+    assert x.dtype == torch.float64 and x.device.type == "cpu"
+    gm = GaussianMixture(x[:20], 0.1)
+    assert gm.sample(10, g).dtype == torch.float64 and gm.score(x, 0.1).dtype == torch.float64
+    assert gm.score(x.float(), 0.1).dtype == torch.float32                  # keeps the dtype of its input
+    assert reflect_into(3 * x).dtype == torch.float64 and float(reflect_into(3 * x).abs().max()) <= 1
+    assert 0 < tv_binned(x, dens, 8) < 1 and 0 < kde_tv(x, dens, 0.1) < 1 and 0 < histogram_tv(x, dens, 8) < 1
+    assert 0 < w1_1d(x, dens) < 1 and 0 < w1_pot(x[:50], x[50:100]) < 1
+    h = histogram_sample(x, 8, 100, generator=g)
+    assert h.dtype == torch.float64 and h.shape == (100, 1)
+    grid, q = sde_density_1d(gm, 0.01, 2.0, n_steps=5, cells=64)
+    assert q.dtype == torch.float64 and float(tv_density_1d(grid, q, dens)[0]) < 1
+    grid, q = ode_density_1d(gm, 0.01, 2.0, n_steps=5, grid_size=64, n_start=64)
+    assert q.dtype == torch.float64 and abs(float(q.sum() * (grid[1] - grid[0])) - 1) < 1e-9
+    y = sample(gm, 30, 0.01, 2.0, n_steps=5, generator=g)
+    assert y.dtype == torch.float64 and y.shape == (30, 1)
+    assert time_grid(0.01, 1.0, 4, device="cpu").dtype == torch.float64
+    u = Uniform()
+    assert u.cdf(torch.tensor([[0.0]], dtype=torch.float64)).tolist() == [0.5]
+    assert u.pdf(torch.tensor([[2.0], [0.0]], dtype=torch.float64)).tolist() == [0.0, 0.5]
+
+
+def test_training_keeps_a_loss_history_and_checks_every_window():
+    dens = LacunaryDensity(1.0)
+    x = dens.sample(200, torch.Generator().manual_seed(0)).float()
+    model = train_score_model([x, x[:100]], 1e-3, 1.5, n_steps=200, batch_size=64, lr=3e-3, width=16, n_freq=4,
+                              generator=torch.Generator().manual_seed(1), device="cpu", check_every=7, quiet=True)
+    hist = model.loss_history
+    assert hist.shape == (200, 2) and hist.device.type == "cpu" and bool(torch.isfinite(hist).all())
+    assert float(hist[-50:].mean()) < float(hist[:10].mean())            # the loss went down
+    bad = torch.tensor([[0.0], [1e39]], dtype=torch.float64)              # inf in float32
+    with pytest.raises(DivergenceError, match="score-matching loss"):
+        train_score_model(bad, 1e-3, 1.0, n_steps=10, batch_size=8, lr=1e-3, check_every=4, device="cpu", quiet=True)

@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from learnthy_nb.diffusion import GaussianMixture, LacunaryDensity, ou_mean_std
-from learnthy_nb.diffusion_lowdim import embed_on_axis, quadrature_score_1d
+from learnthy_nb.diffusion_lowdim import embed_on_axis, kde_sample, quadrature_score_1d
+
+
+@pytest.fixture(autouse=True)
+def cpu_device(monkeypatch):
+    """These are CPU tests (tests/test_cuda_diffusion.py runs the GPU): get_device() is the CPU here."""
+    monkeypatch.setenv("LEARNTHY_DEVICE", "cpu")
 
 
 @pytest.mark.parametrize("t", [1e-4, 1e-2, 0.5, 3.0])
@@ -47,6 +53,31 @@ def test_embed_on_axis():
     assert torch.equal(xv[:, 0], v) and not bool(xv[:, 1:].any())          # on the first axis, zeros elsewhere
 
 
+def test_kde_sample_moments_reflection_and_generator():
+    g = torch.Generator().manual_seed(3)
+    x = torch.tensor([[-0.5, 0.0], [0.25, 1.0], [0.5, -1.0]], dtype=torch.float64)
+    y = kde_sample(x, 0.1, 60_000, generator=g)
+    assert y.shape == (60_000, 2) and y.dtype == torch.float64
+    # a KDE draw is a training point plus h z: mean = mean of x, variance = variance of x (1/n) + h^2;
+    # standard errors of the moments at M = 60000 are below 0.005
+    assert torch.allclose(y.mean(0), x.mean(0), atol=0.01)
+    assert torch.allclose(y.var(0), x.var(0, unbiased=False) + 0.01, atol=0.02)
+    r = kde_sample(x, 0.3, 5000, generator=g, reflect=(-1.0, 1.0))
+    assert bool((r.abs() <= 1).all())
+    # the same generator state gives the same draws; generator=None is a fresh CPU generator seeded 0
+    assert torch.equal(kde_sample(x, 0.1, 10, generator=torch.Generator().manual_seed(4)),
+                       kde_sample(x, 0.1, 10, generator=torch.Generator().manual_seed(4)))
+    assert torch.equal(kde_sample(x, 0.1, 10), kde_sample(x, 0.1, 10, generator=torch.Generator().manual_seed(0)))
+    assert kde_sample(x.float(), 0.1, 5, generator=g).dtype == torch.float64
+
+
+def test_quadrature_score_keeps_the_device_and_float64():
+    gm = GaussianMixture(torch.tensor([[-0.3], [0.4]], dtype=torch.float64), 0.1)
+    y = gm.sample(50, torch.Generator().manual_seed(0), device="cpu")
+    out = quadrature_score_1d(gm, y.float(), 0.1)
+    assert out.dtype == torch.float64 and out.device == y.device
+
+
 BAD_CALLS = [
     pytest.param(lambda: quadrature_score_1d(LacunaryDensity(1.0, d=2), torch.zeros(3), 0.1),
                  r"^quadrature_score_1d needs a 1-D density; got d = 2", id="quadrature_score_1d-density-2d"),
@@ -61,6 +92,9 @@ BAD_CALLS = [
     pytest.param(lambda: embed_on_axis(torch.zeros(3), 0), r"^dim must be ", id="embed_on_axis-dim-zero"),
     pytest.param(lambda: embed_on_axis(torch.zeros(3, 2), 4), r"^u must be a tensor", id="embed_on_axis-u-shape"),
     pytest.param(lambda: embed_on_axis(torch.tensor([float("inf")]), 4), r"^u contains NaN", id="embed_on_axis-u-inf"),
+    pytest.param(lambda: kde_sample(torch.zeros(3, 1), 0.0, 10), r"^bandwidth must be ", id="kde_sample-bandwidth-zero"),
+    pytest.param(lambda: kde_sample(torch.zeros(3, 1), 0.1, 0), r"^n_samples must be ", id="kde_sample-n_samples-zero"),
+    pytest.param(lambda: kde_sample(torch.zeros(3), 0.1, 10), r"^x must be a tensor of shape", id="kde_sample-x-1d"),
 ]
 
 

@@ -4,10 +4,17 @@ import math
 import pytest
 import torch
 
-from learnthy_nb.diffusion import GaussianMixture, ScoreNet, sample, train_score_model
+from learnthy_nb.core import haar_orthogonal
+from learnthy_nb.diffusion import ScoreNet, sample, train_score_model
 from learnthy_nb.diffusion_structure import (circle_coordinate, distance_to_circle, embed_on_circle, embed_on_line,
-                                             line_coordinate, memorised_fraction, nearest_distance, principal_frame,
-                                             random_frame)
+                                             line_coordinate, memorised_fraction, nearest_distance, pow10_text,
+                                             principal_frame)
+
+
+@pytest.fixture(autouse=True)
+def cpu_device(monkeypatch):
+    """These are CPU tests (tests/test_cuda_diffusion.py runs the GPU): get_device() is the CPU here."""
+    monkeypatch.setenv("LEARNTHY_DEVICE", "cpu")
 
 
 def test_nearest_distance_and_memorised_fraction():
@@ -25,18 +32,9 @@ def test_nearest_distance_and_memorised_fraction():
     assert abs(memorised_fraction(u, pts, 0.01) - 2 * 0.01 * 20 / 2) < 0.005
 
 
-def test_random_frame_is_orthonormal_and_isotropic():
-    g = torch.Generator().manual_seed(1)
-    f = random_frame(5, 3, g)
-    assert torch.allclose(f.T @ f, torch.eye(3, dtype=torch.float64), atol=1e-12)
-    v = torch.stack([random_frame(4, 1, g)[:, 0] for _ in range(4000)])
-    assert float(v.mean(0).abs().max()) < 0.05                     # Haar: mean zero, covariance I/4
-    assert torch.allclose(v.T @ v / 4000, torch.eye(4, dtype=torch.float64) / 4, atol=0.03)
-
-
 def test_embeddings_invert_and_lie_on_curves():
     g = torch.Generator().manual_seed(2)
-    f = random_frame(6, 2, g)
+    f = haar_orthogonal(6, 2, generator=g)
     u = 2 * torch.rand(500, generator=g, dtype=torch.float64) - 1
     line = embed_on_line(u, f)
     assert line.shape == (500, 6)
@@ -54,7 +52,7 @@ def test_embeddings_invert_and_lie_on_curves():
 
 def test_principal_frame_finds_the_line_and_the_plane():
     g = torch.Generator().manual_seed(3)
-    f = random_frame(7, 2, g)
+    f = haar_orthogonal(7, 2, generator=g)
     u = 2 * torch.rand(300, generator=g, dtype=torch.float64) - 1
     rot = principal_frame(embed_on_line(u, f))
     assert torch.allclose(rot.T @ rot, torch.eye(7, dtype=torch.float64), atol=1e-10)
@@ -65,7 +63,8 @@ def test_principal_frame_finds_the_line_and_the_plane():
 
 
 def test_skip_path_represents_the_normal_part_exactly():
-    net = ScoreNet(1, 3, width=8, n_freq=2, clip=50.0, skip=True)
+    net = ScoreNet(1, 3, width=8, n_freq=2, clip=50.0, skip=True, init_generator=torch.Generator().manual_seed(0),
+                   device="cpu")
     with torch.no_grad():
         net.weights[-1].zero_()
         net.biases[-1].zero_()
@@ -85,7 +84,7 @@ def test_skip_network_keeps_samples_near_a_line():
     g = torch.Generator().manual_seed(4)
     u = 2 * torch.rand(300, 1, generator=g) - 1
     x = torch.cat([u, torch.zeros(300, 5)], 1)
-    kw = dict(steps=300, batch_size=128, lr=3e-3, width=16, n_freq=4, device="cpu", quiet=True)
+    kw = dict(n_steps=300, batch_size=128, lr=3e-3, width=16, n_freq=4, device="cpu", quiet=True)
     t_min = 1e-3
     off = {}
     for skip in (False, True):
@@ -95,8 +94,24 @@ def test_skip_network_keeps_samples_near_a_line():
     assert off[True] < 0.2 * off[False]                            # measured: about 0.46 against 4.4
 
 
+def test_pow10_text():
+    assert pow10_text(1e-6) == "10⁻⁶" and pow10_text(1e3) == "10³" and pow10_text(0.9) == "10⁰"
+
+
+def test_float32_points_and_frames_give_float64_on_the_points_device():
+    g = torch.Generator().manual_seed(7)
+    f = haar_orthogonal(5, 2, generator=g, dtype=torch.float32)
+    u = 2 * torch.rand(50, generator=g) - 1                          # float32 inputs
+    for embed, coord in ((embed_on_line, line_coordinate), (embed_on_circle, circle_coordinate)):
+        x = embed(u, f)
+        assert x.dtype == torch.float64 and x.device == u.device
+        assert torch.allclose(coord(x, f)[:, 0], u.double(), atol=1e-6)
+    assert distance_to_circle(embed_on_circle(u, f).float(), f).dtype == torch.float64
+    assert nearest_distance(u[:5, None], u[:, None].double()).dtype == torch.float64
+
+
 def _frame(k=2):
-    return random_frame(4, k, torch.Generator().manual_seed(0))
+    return haar_orthogonal(4, k, generator=torch.Generator().manual_seed(0))
 
 
 BAD_CALLS = [
@@ -108,8 +123,6 @@ BAD_CALLS = [
                  id="nearest_distance-y-nan"),
     pytest.param(lambda: memorised_fraction(torch.zeros(3, 1), torch.zeros(2, 1), 0.0), r"^eps must be ",
                  id="memorised_fraction-eps-zero"),
-    pytest.param(lambda: random_frame(3, 4), r"^k must be ", id="random_frame-k-above-dim"),
-    pytest.param(lambda: random_frame(0, 1), r"^dim must be ", id="random_frame-dim-zero"),
     pytest.param(lambda: embed_on_line(torch.zeros(3, 2), _frame()), r"^u must be a tensor", id="embed_on_line-u-shape"),
     pytest.param(lambda: embed_on_circle(torch.tensor([float("nan")]), _frame()), r"^u contains NaN",
                  id="embed_on_circle-u-nan"),
@@ -119,6 +132,8 @@ BAD_CALLS = [
                  id="embed_on_circle-frame-one-column"),
     pytest.param(lambda: circle_coordinate(torch.zeros(3, 5), _frame()), r"^y must have shape", id="circle_coordinate-y-shape"),
     pytest.param(lambda: principal_frame(torch.zeros(1, 3)), r"^x must be a tensor", id="principal_frame-x-one-row"),
+    pytest.param(lambda: pow10_text(0.0), r"^x must be ", id="pow10_text-x-zero"),
+    pytest.param(lambda: line_coordinate([[0.0, 1.0]], _frame()), r"^y must be a torch tensor", id="line_coordinate-y-list"),
     pytest.param(lambda: principal_frame(torch.tensor([[float("nan"), 0.0], [0.0, 1.0]])), r"^x contains NaN",
                  id="principal_frame-x-nan"),
 ]

@@ -281,12 +281,14 @@ RUN_MFLD_BAD_CALLS = [
     pytest.param(lambda: run_mfld(_grad, _X(), eta=0.1, lam=-0.1, n_steps=1), r"^lam must be ", id="lam-negative"),
     pytest.param(lambda: run_mfld(_grad, _X(), eta=0.1, lam=torch.tensor([0.1, -1.0]), n_steps=1), r"^lam must be >= 0",
                  id="lam-tensor-negative"),
-    pytest.param(lambda: run_mfld(_grad, torch.zeros(4), eta=0.1, lam=0.1, n_steps=1), r"^particles must be a 2-D",
-                 id="particles-1d"),
-    pytest.param(lambda: run_mfld(_grad, torch.zeros(2, 4, 2), eta=0.1, lam=0.1, n_steps=1), r"^particles must be a 2-D",
-                 id="particles-3d"),
-    pytest.param(lambda: run_mfld(_grad, np.zeros((4, 2)), eta=0.1, lam=0.1, n_steps=1), r"^particles must be a 2-D",
-                 id="particles-numpy"),
+    pytest.param(lambda: run_mfld(_grad, torch.zeros(4), eta=0.1, lam=0.1, n_steps=1),
+                 r"^particles must be a tensor \[M, p\] or \[\.\.\., M, p\]", id="particles-1d"),
+    pytest.param(lambda: run_mfld(_grad, torch.zeros(2, 0, 2), eta=0.1, lam=0.1, n_steps=1),
+                 r"^particles must have M >= 1 rows", id="particles-empty"),
+    pytest.param(lambda: run_mfld(_grad, np.zeros((4, 2)), eta=0.1, lam=0.1, n_steps=1),
+                 r"^particles must be a tensor \[M, p\]", id="particles-numpy"),
+    pytest.param(lambda: run_mfld(_grad, torch.zeros(4, 2), eta=0.1, lam=0.1, n_steps=1, check_every=0),
+                 r"^check_every must be an integer in \[1, inf\)", id="check_every-zero"),
     pytest.param(lambda: run_mfld(_grad, torch.tensor([[0.0], [float("nan")]]), eta=0.1, lam=0.1, n_steps=1),
                  r"^particles must be finite", id="particles-nan"),
     pytest.param(lambda: run_mfld(lambda x: x[:, :1], _X(), eta=0.1, lam=0.1, n_steps=1),
@@ -379,3 +381,56 @@ def test_last_outputs_are_the_outputs_of_the_last_full_gradient_call():
     assert torch.allclose(prob.last_outputs, prob.outputs(X))
     prob.component_grad(X + 1, torch.tensor([0, 1]))       # a minibatch call does not overwrite them
     assert torch.allclose(prob.last_outputs, prob.outputs(X))
+
+
+def test_batched_systems_are_independent():
+    """particles [B, M, p]: each system follows its own empirical measure (here the mean-field force pulls every
+    particle towards the mean of its own system), and the noise is drawn in one tensor per step."""
+    def towards_own_mean(X):
+        return X - X.mean(-2, keepdim=True)
+    X0 = torch.stack([torch.zeros(50, 1), torch.full((50, 1), 10.0)])
+    X0 = X0 + torch.linspace(-1, 1, 50).reshape(1, 50, 1)
+    out = run_mfld(towards_own_mean, X0, eta=0.1, lam=0.0, n_steps=200, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 50, 1)
+    assert torch.allclose(out[0], torch.zeros(50, 1), atol=1e-6) and torch.allclose(out[1], torch.full((50, 1), 10.0), atol=1e-5)
+    noisy = run_mfld(towards_own_mean, X0, eta=0.1, lam=0.5, n_steps=400, generator=torch.Generator().manual_seed(0))
+    # Around its own mean each system is a discrete OU process, x <- 0.9 x + sqrt(0.1) xi: variance 0.1 / 0.19 = 0.53.
+    # The mean has no restoring force: it diffuses with sd sqrt(400 * 0.1 / 50) = 0.89, so the two means stay
+    # 10 apart up to sd 1.26 (4 is over 3 sd); pulled into one system they would merge.
+    assert abs(float(noisy[1].mean() - noisy[0].mean()) - 10.0) < 4.0
+    assert 0.35 < float(noisy[0].var()) < 0.75 and 0.35 < float(noisy[1].var()) < 0.75
+
+
+def test_divergence_is_found_between_checks():
+    """With check_every=5 the host looks every 5 steps, but the step named is still the first non-finite one."""
+    calls = []
+    def grad(X):
+        calls.append(1)
+        return X * float("nan") if len(calls) == 3 else -torch.ones_like(X)
+    with pytest.raises(DivergenceError, match="at step 3 "):
+        run_mfld(grad, torch.ones(3, 1), eta=0.3, lam=0.0, n_steps=10, check_every=5)
+    assert len(calls) == 5                                   # it ran on to the check, then stopped
+
+
+def test_fused_tanh_gradient_matches_autograd_float64():
+    """The fused path (sigmoid form of tanh, transposed matmul) equals autograd of the averaged loss, in float64."""
+    g = torch.Generator().manual_seed(0)
+    net = MeanFieldNet(3, output_weight=True, scale=2.0)
+    X = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(40, generator=g, dtype=torch.float64)
+    problem = MeanFieldRegression(net, X, y, l2=0.0)
+    theta = torch.randn(7, net.particle_dim, generator=g, dtype=torch.float64, requires_grad=True)
+    loss = 0.5 * ((net.forward(theta, X) - y) ** 2).mean()
+    (auto,) = torch.autograd.grad(loss, theta)
+    assert torch.allclose(problem(theta.detach()), 7 * auto, atol=1e-12)
+
+
+def test_side_by_side_layout_round_trips_and_rejects_bad_shapes():
+    from learnthy_nb.mfld import blocks_of, side_by_side
+    X = torch.randn(4, 6, 3, dtype=torch.float64)
+    S = side_by_side(X)
+    assert S.shape == (6, 12) and torch.equal(S[:, 3:6], X[1]) and torch.equal(blocks_of(S, 3), X)
+    with pytest.raises(ValueError, match=r"^blocks must be a tensor \[B, M, p\]"):
+        side_by_side(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"^particles must be a tensor \[M, B \* p\] with p = 3"):
+        blocks_of(torch.zeros(4, 7), 3)

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from learnthy_nb.core import DivergenceError
-from learnthy_nb.parity import (ParityMFLDModel, kernel_ridge_error, mfld_parity_drift, mfld_parity_step, network,
-                                ntk_kernel, ntk_monte_carlo, rbf_kernel, sample_complexity, sparse_parity,
-                                train_mfld_parity)
+from learnthy_nb.core import DivergenceError, haar_orthogonal, rbf_kernel
+from learnthy_nb.mfld import MeanFieldNet, run_mfld
+from learnthy_nb.parity import (ParityMFLDModel, ParityNet, ParityRisk, kernel_ridge_error, mfld_parity_drift,
+                                ntk_kernel, ntk_monte_carlo, sample_complexity, sparse_parity, train_mfld_parity)
 
 CPU = torch.device("cpu")
 
@@ -27,7 +27,8 @@ def test_parity_labels_are_the_product_and_balanced():
 
 def test_rotated_parity_is_a_rotation_of_the_same_sample():
     Z, y = sparse_parity(500, 8, 2, generator=torch.Generator().manual_seed(5), device=CPU)
-    Zr, yr = sparse_parity(500, 8, 2, rotate=True, generator=torch.Generator().manual_seed(5), device=CPU)
+    Q = haar_orthogonal(8, generator=torch.Generator().manual_seed(11))
+    Zr, yr = sparse_parity(500, 8, 2, rotation=Q, generator=torch.Generator().manual_seed(5), device=CPU)
     assert torch.equal(y, yr)
     assert torch.allclose(Zr @ Zr.T, Z @ Z.T, atol=1e-5)
     assert not torch.allclose(Zr.abs(), Z.abs(), atol=1e-2)          # not axis-aligned any more
@@ -61,7 +62,7 @@ def test_drift_is_mean_field_scaled_autograd_gradient():
     M = 40
     X = torch.randn(1, M, 7, generator=g, dtype=torch.float64)
     Xa = X.clone().requires_grad_(True)
-    loss = torch.nn.functional.softplus(-y.double() * network(Xa, Z.double()[None])).mean()
+    loss = torch.nn.functional.softplus(-y.double() * ParityNet(5).forward(Xa, Z.double())).mean()
     (grad,) = torch.autograd.grad(loss, Xa)
     v = mfld_parity_drift(X, Z.double()[None], y.double()[None], torch.full((1, 25), 1 / 25, dtype=torch.float64),
                           lam=0.1, lam1=2.0)
@@ -96,26 +97,39 @@ def test_chunked_layout_equals_padded_layout():
     assert torch.allclose(v_pad, v_chunk, atol=1e-5)
 
 
-def test_step_equals_run_mfld_step_of_the_mfld_chapter():
-    mfld = pytest.importorskip("learnthy_nb.mfld")
+def test_parity_net_is_a_mean_field_net_and_run_mfld_drives_it():
+    """One MFLD step of the parity chapter (ParityRisk's fused drift in run_mfld) equals run_mfld driven by autograd of
+    the network's loss (an independent gradient), with the same generator: the same engine, the same noise."""
+    assert issubclass(ParityNet, MeanFieldNet) and ParityNet(6).particle_dim == 8
     g = torch.Generator().manual_seed(4)
     Z, y = sparse_parity(30, 6, 2, generator=g, device=CPU)
     Zd, yd = Z.double(), y.double()
     M, lam, lam1, eta = 20, 0.05, 1.0, 0.3
     X0 = torch.randn(M, 8, generator=g, dtype=torch.float64)
+    net = ParityNet(6)
 
-    def grad_first_variation(X):                 # independent of parity.py's analytic gradient: autograd
+    def grad_first_variation(X):
         Xa = X.clone().requires_grad_(True)
-        loss = torch.nn.functional.softplus(-yd * network(Xa[None], Zd[None])[0]).mean()
+        loss = torch.nn.functional.softplus(-yd * net.forward(Xa, Zd)).mean()
         (gr,) = torch.autograd.grad(loss, Xa)
         return M * gr + 2 * lam * lam1 * X
 
-    X_run = mfld.run_mfld(grad_first_variation, X0, eta=eta, lam=lam, n_steps=1,
-                          generator=torch.Generator().manual_seed(9))
-    noise = torch.randn(X0.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    X_ours = mfld_parity_step(X0[None], Zd[None], yd[None], torch.full((1, 30), 1 / 30, dtype=torch.float64),
-                              eta=eta, lam=lam, lam1=lam1, noise=noise[None])[0]
+    X_run = run_mfld(grad_first_variation, X0, eta=eta, lam=lam, n_steps=3, generator=torch.Generator().manual_seed(9))
+    problem = ParityRisk(Zd, yd, lam=lam, lam1=lam1, chunk=7)
+    assert problem.Zs.dtype == torch.float64                       # the inputs' dtype is kept
+    X_ours = run_mfld(problem, X0[None], eta=eta, lam=lam, n_steps=3, generator=torch.Generator().manual_seed(9))[0]
     assert torch.allclose(X_ours, X_run, atol=1e-12)
+
+
+def test_training_takes_the_inputs_dtype_and_an_explicit_generator():
+    g = torch.Generator().manual_seed(8)
+    Z, y = sparse_parity(40, 5, 2, generator=g, device=CPU)
+    model = train_mfld_parity(Z.double(), y.double(), n_particles=16, eta=0.5, lam=1e-3, lam1=1.0, n_steps=5,
+                              generator=torch.Generator().manual_seed(1))
+    again = train_mfld_parity(Z.double(), y.double(), n_particles=16, eta=0.5, lam=1e-3, lam1=1.0, n_steps=5,
+                              generator=torch.Generator().manual_seed(1))
+    assert model.particles.dtype == torch.float64 and torch.equal(model.particles, again.particles)
+    assert isinstance(model.error(Z, y), float)
 
 
 def test_mfld_learns_2_parity_in_d6_and_concentrates_on_relevant_coordinates():

@@ -5,9 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from learnthy_nb.parity import ParityMFLDModel, mfld_parity_drift, ntk_kernel, rbf_kernel, sparse_parity
-from learnthy_nb.parity_phase import (initial_gradient_snr, kernel_error_grid, mfld_error_grid, random_orthogonal,
-                                      rotated_sparse_parity, subspace_share)
+from learnthy_nb.core import haar_orthogonal as random_orthogonal, rbf_kernel
+from learnthy_nb.parity import (ParityMFLDModel, kernel_error_grid, mfld_error_grid, mfld_parity_drift, ntk_kernel,
+                                sparse_parity)
+from learnthy_nb.parity_phase import initial_gradient_snr, subspace_share
+
+
+def rotated_sparse_parity(n, d, k, rotation, **kw):
+    return sparse_parity(n, d, k, rotation=rotation, **kw)
 
 CPU = torch.device("cpu")
 
@@ -37,7 +42,7 @@ def test_rotated_parity_shares_labels_and_is_the_hypercube_in_the_rotated_basis(
 
 
 @pytest.mark.parametrize("rotation, match", [
-    pytest.param(torch.eye(7, dtype=torch.float64), r"^rotation must have shape \[8, 8\]", id="rotation-shape"),
+    pytest.param(torch.eye(7, dtype=torch.float64), r"^rotation must be an orthogonal tensor of shape \[d, d\] = \[8, 8\]", id="rotation-shape"),
     pytest.param(2 * torch.eye(8, dtype=torch.float64), r"^rotation must be an orthogonal matrix", id="rotation-not-orthogonal"),
 ])
 def test_rotated_parity_rejects_bad_rotations(rotation, match):

@@ -6,8 +6,14 @@ import torch
 from torch import nn
 
 from learnthy_nb.core import DivergenceError
-from learnthy_nb.transformer import (FlatMLP, SelectiveTransformer, TokenSelectionTask, attention_mass,
-                                     excess_risk, fit_ensemble, fit_regressor, lacunary, window_mask)
+from learnthy_nb.transformer import (FlatMLP, SelectionTask, SelectiveTransformer, TokenSelectionTask, attention_mass,
+                                     excess_risk, fit_ensemble, fit_regressor, fit_sweep, hand_set_selector,
+                                     init_linear_layers, init_seeds, lacunary, n_parameters, sinusoidal_encoding, training_sets,
+                                     warmup_cosine_schedule, window_mask)
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
 
 
 def test_window_mask_band():
@@ -21,9 +27,8 @@ def test_window_mask_band():
 
 
 def test_shapes_and_attention_respects_window():
-    torch.manual_seed(0)
-    model = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=2, window=4)
-    X = torch.rand(5, 10, 3)
+    model = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=2, window=4, init_generator=_gen(0))
+    X = torch.rand(5, 10, 3, generator=_gen(10))
     assert model(X).shape == (5,)
     assert model.sequence(X).shape == (5, 10)
     w = model.attention_weights()
@@ -39,9 +44,8 @@ def test_shapes_and_attention_respects_window():
 
 
 def test_sequence_output_depends_only_on_window():
-    torch.manual_seed(1)
-    model = SelectiveTransformer(k=2, d_model=8, n_heads=1, n_layers=1, window=3)
-    X = torch.rand(4, 8, 2)
+    model = SelectiveTransformer(k=2, d_model=8, n_heads=1, n_layers=1, window=3, init_generator=_gen(1))
+    X = torch.rand(4, 8, 2, generator=_gen(11))
     X2 = X.clone()
     X2[:, 0] += 5.0                                             # token 0 is outside the windows of t >= 3
     out, out2 = model.sequence(X), model.sequence(X2)
@@ -50,11 +54,10 @@ def test_sequence_output_depends_only_on_window():
 
 
 def test_permutation_equivariance_without_positional_encoding():
-    torch.manual_seed(2)
-    model = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=7, positional=False)
+    model = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=7, positional=False, init_generator=_gen(2))
     model_pe = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=7, positional=True)
     model_pe.load_state_dict(model.state_dict())
-    X = torch.rand(4, 7, 3)
+    X = torch.rand(4, 7, 3, generator=_gen(12))
     perm = torch.tensor([3, 0, 5, 1, 2, 4, 6])                  # keeps the last (read-out) position
     torch.testing.assert_close(model(X[:, perm]), model(X))     # full window: invariant at the read-out
     assert not torch.allclose(model_pe(X[:, perm]), model_pe(X))
@@ -65,9 +68,8 @@ def test_permutation_equivariance_without_positional_encoding():
 
 
 def test_shift_equivariance_without_positional_encoding():
-    torch.manual_seed(3)
-    model = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=2, window=3, positional=False)
-    X = torch.rand(4, 10, 3)
+    model = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=2, window=3, positional=False, init_generator=_gen(3))
+    X = torch.rand(4, 10, 3, generator=_gen(13))
     shifted = torch.roll(X, 1, dims=1)                          # token t moves to t + 1
     out, out_shifted = model.sequence(X), model.sequence(shifted)
     # two layers of width-3 windows: position t sees tokens t-4..t, so t >= 5 is unaffected by the wrap-around
@@ -100,35 +102,8 @@ def test_task_gap_and_important_index():
     assert float(lacunary(v, 1.0).abs().max()) <= 1.0
 
 
-class _Link(nn.Module):
-    """Token-wise map writing g(channel 2) into channel 3 (the FNN, set by hand to compute g exactly)."""
-
-    def __init__(self, g):
-        super().__init__()
-        self.g = g
-
-    def forward(self, h):
-        out = torch.zeros_like(h)
-        out[..., 3] = self.g(h[..., 2])
-        return out
-
-
 def _hand_set_selector(task, beta):
-    model = SelectiveTransformer(k=task.k, d_model=4, n_heads=1, n_layers=1, window=task.L, positional=False)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        model.embed.weight[0, 0] = 1.0                          # channel 0: key
-        model.embed.weight[1, 1] = 1.0                          # channel 1: value v
-        a = model.attn[0]
-        a.q.bias[0] = 1.0                                       # constant query e_0
-        a.k.weight[0, 0] = 1.0                                  # key reads channel 0: score = beta * key_s / 2
-        a.v.weight[1, 1] = 1.0                                  # value reads v
-        a.o.weight[2, 1] = 1.0                                  # attended v written to channel 2
-        a.log_beta.fill_(math.log(beta))
-        model.head.weight[0, 3] = 1.0
-    model.ffn[0] = _Link(task.g)
-    return model
+    return hand_set_selector(task.k, task.L, task.g, beta)
 
 
 def test_hand_set_attention_attains_bayes_risk():
@@ -151,17 +126,16 @@ def test_hand_set_attention_attains_bayes_risk():
 def test_fit_regressor_learns_and_matches_ensemble():
     task = TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.3)
     X, y = task.sample(512, torch.Generator().manual_seed(5))
-    torch.manual_seed(0)
-    model = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=4)
-    twin = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=4)
-    twin.load_state_dict(model.state_dict())
+    model = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=4, init_generator=_gen(0))
+    twin = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=4, init_generator=_gen(0))
+    torch.testing.assert_close(model(X[:50]), twin(X[:50]))      # the init generator alone fixes the weights
     before = excess_risk(model, task, 2000)
-    hist = fit_regressor(model, X, y, steps=300, lr=3e-3, batch_size=64, generator=torch.Generator().manual_seed(1))
-    assert len(hist) == 300 and all(math.isfinite(h) for h in hist)
+    hist = fit_regressor(model, X, y, n_steps=300, lr=3e-3, batch_size=64, generator=torch.Generator().manual_seed(1))
+    assert hist.shape == (300,) and hist.device.type == "cpu" and bool(torch.isfinite(hist).all())
     after = excess_risk(model, task, 2000)
     assert after < 0.5 * before
     # the batched trainer, given the same generator, gives the same model
-    fit_ensemble([twin], X[None], y[None], [512], steps=300, lr=3e-3, batch_size=64,
+    fit_ensemble([twin], X[None], y[None], [512], n_steps=300, lr=3e-3, batch_size=64,
                  generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(model(X[:50]), twin(X[:50]), rtol=1e-4, atol=1e-5)
 
@@ -171,9 +145,9 @@ def test_divergence_detected():
     X, y = task.sample(64, torch.Generator().manual_seed(6))
     y = y.clone()
     y[0] = float("nan")
-    model = FlatMLP(L=4, k=2, width=8)
-    with pytest.raises(DivergenceError):
-        fit_regressor(model, X, y, steps=50, lr=1e-2, batch_size=64, generator=torch.Generator().manual_seed(0))
+    model = FlatMLP(L=4, k=2, width=8, init_generator=_gen(0))
+    with pytest.raises(DivergenceError, match="at step 9"):       # checked every check_every = 10 steps
+        fit_regressor(model, X, y, n_steps=50, lr=1e-2, batch_size=64, generator=_gen(0), check_every=10)
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -198,7 +172,7 @@ def _task():
 
 def _fit(X=None, y=None, **kw):
     X0, y0 = _task().sample(16, torch.Generator().manual_seed(0))
-    args = dict(steps=1, lr=1e-3, batch_size=4) | kw
+    args = dict(n_steps=1, lr=1e-3, batch_size=4) | kw
     return fit_regressor(_model(), X0 if X is None else X(X0), y0 if y is None else y(y0), **args)
 
 
@@ -218,7 +192,19 @@ MODEL_BAD_CALLS = [
     pytest.param(lambda: _task().important_index(torch.zeros(2, 8, 4)), r"^X must have shape \[n, L=8, k=3\]",
                  id="TokenSelectionTask.important_index-X-k"),
     pytest.param(lambda: window_mask(4, 5), r"^window must be ", id="window_mask-window-above-L"),
-    pytest.param(lambda: _fit(steps=0), r"^steps must be ", id="fit_regressor-steps-zero"),
+    pytest.param(lambda: _fit(n_steps=0), r"^n_steps must be ", id="fit_regressor-n_steps-zero"),
+    pytest.param(lambda: _fit(check_every=0), r"^check_every must be ", id="fit_regressor-check_every-zero"),
+    pytest.param(lambda: warmup_cosine_schedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), 0, 1),
+                 r"^n_steps must be ", id="warmup_cosine_schedule-n_steps-zero"),
+    pytest.param(lambda: warmup_cosine_schedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), 10, 0),
+                 r"^warmup must be ", id="warmup_cosine_schedule-warmup-zero"),
+    pytest.param(lambda: training_sets(_task(), 0, 10), r"^n_sets must be ", id="training_sets-n_sets-zero"),
+    pytest.param(lambda: _task().sample(0), r"^n must be ", id="sample-n-zero"),
+    pytest.param(lambda: fit_sweep("cnn", _task(), *training_sets(_task(), 1, 16), [16], [0], [0], **_SWEEP),
+                 r"^kind must be ", id="fit_sweep-kind"),
+    pytest.param(lambda: fit_sweep("mlp", _task(), *training_sets(_task(), 1, 16), [16], [0], [0, 1], **_SWEEP),
+                 r"^init_seeds must have one entry per model", id="fit_sweep-init_seeds"),
+    pytest.param(lambda: attention_mass(_model(), _task(), 0), r"^n_test must be ", id="attention_mass-n_test-zero"),
     pytest.param(lambda: _fit(lr=-1.0), r"^lr must be ", id="fit_regressor-lr-negative"),
     pytest.param(lambda: _fit(batch_size=0), r"^batch_size must be ", id="fit_regressor-batch_size-zero"),
     pytest.param(lambda: _fit(X=lambda X: X[0]), r"^X must be a 3-D tensor", id="fit_regressor-X-2d"),
@@ -231,3 +217,98 @@ MODEL_BAD_CALLS = [
 def test_model_value_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+_SWEEP = dict(d_model=8, n_heads=2, n_steps=2, lr=1e-3, batch_size=4, val_fraction=0.25, n_test=20, train_seed=0)
+
+
+def _lr_closed_form(step, n_steps, lr, warmup):
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, n_steps - warmup)))
+
+
+@pytest.mark.parametrize("n_steps, warmup", [(100, 5), (1, 1), (10, 1), (800, 40), (7, 3), (3, 5)])
+def test_warmup_cosine_schedule_matches_closed_form(n_steps, warmup):
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=3e-3)
+    schedule = warmup_cosine_schedule(opt, n_steps, warmup)
+    for step in range(n_steps):
+        assert opt.param_groups[0]["lr"] == pytest.approx(_lr_closed_form(step, n_steps, 3e-3, warmup), abs=1e-15)
+        opt.step()
+        schedule.step()
+
+
+def test_init_generator_fixes_the_weights_and_leaves_global_state_alone():
+    state = torch.get_rng_state()
+    a = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=4, init_generator=_gen(5))
+    torch.manual_seed(123)                                       # the global state does not matter
+    b = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=4, init_generator=_gen(5))
+    c = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=4, init_generator=_gen(6))
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb), name
+        if pa.dim() == 2:
+            assert not torch.equal(pa, pc), name
+            assert float(pa.detach().abs().max()) <= 1 / math.sqrt(pa.shape[1])       # torch's default law U(+-1/sqrt(fan_in))
+    torch.set_rng_state(state)
+    # None: a fresh CPU generator seeded 0
+    m0, m1 = FlatMLP(4, 2, 8), FlatMLP(4, 2, 8, init_generator=_gen(0))
+    assert all(torch.equal(p, q) for p, q in zip(m0.parameters(), m1.parameters()))
+    lin = init_linear_layers(nn.Linear(3, 2).double(), _gen(1))
+    assert lin.weight.dtype == torch.float64
+
+
+def test_float64_paths_keep_dtype():
+    task = TokenSelectionTask(L=6, k=3, smoothness=1.0, noise_std=0.1, key_gap=0.1)
+    X, y = task.sample(64, _gen(0), dtype=torch.float64)
+    assert X.dtype == y.dtype == torch.float64
+    assert task.regression_function(X).dtype == torch.float64
+    assert lacunary(X[..., 1], 0.7).dtype == torch.float64
+    assert sinusoidal_encoding(6, 8, dtype=torch.float64).dtype == torch.float64
+    model = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=6, init_generator=_gen(1)).double()
+    assert model(X).dtype == torch.float64
+    hist = fit_regressor(model, X, y, n_steps=5, lr=1e-3, batch_size=8, generator=_gen(2))
+    assert bool(torch.isfinite(hist).all())
+    assert math.isfinite(excess_risk(model, task, 50, _gen(3)))
+    assert 0 <= attention_mass(model, task, 50, _gen(3)) <= 1
+    sel = hand_set_selector(3, 6, task.g, 2000.0).double()
+    assert excess_risk(sel, task, 2000, _gen(4)) < 1e-10
+
+
+def test_sample_draws_with_the_generator_and_none_is_seed_zero():
+    task = TokenSelectionTask(L=5, k=3, smoothness=1.0, noise_std=0.2, key_gap=0.1)
+    X1, y1 = task.sample(32, _gen(7))
+    X2, y2 = task.sample(32, _gen(7))
+    assert torch.equal(X1, X2) and torch.equal(y1, y2)
+    X0, y0 = task.sample(32)
+    Xz, yz = task.sample(32, _gen(0))
+    assert torch.equal(X0, Xz) and torch.equal(y0, yz)
+    assert isinstance(task, SelectionTask)
+    # the risk helpers with generator=None use the seed-0 generator too
+    model = FlatMLP(5, 3, 8, init_generator=_gen(1))
+    assert excess_risk(model, task, 100) == excess_risk(model, task, 100, _gen(0))
+
+
+def test_training_sets_are_nested_and_seeded():
+    task = TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1)
+    X, y = training_sets(task, 3, 20, seed0=50)
+    assert X.shape == (3, 20, 4, 2) and y.shape == (3, 20)
+    X2, y2 = training_sets(task, 2, 20, seed0=51)
+    assert torch.equal(X2[0], X[1]) and torch.equal(y2[1], y[2])
+    assert torch.equal(X[0], task.sample(20, _gen(50))[0])
+
+
+def test_fit_sweep_trains_and_measures():
+    task = TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.3)
+    X, y = training_sets(task, 2, 64)
+    models, risks, mass = fit_sweep("transformer", task, X, y, [32, 64], [0, 1], [1, 2], **_SWEEP)
+    assert len(models) == 2 and risks.shape == (2,) and mass.shape == (2,) and ((mass >= 0) & (mass <= 1)).all()
+    models, risks, mass = fit_sweep("mlp", task, X, y, [64], [1], [3], **_SWEEP)
+    assert isinstance(models[0], FlatMLP) and mass is None and risks.shape == (1,)
+    tf = SelectiveTransformer(2, 8, 2, 1, 4)
+    assert n_parameters(models[0]) <= n_parameters(tf)
+
+
+def test_init_seeds_formula():
+    assert init_seeds([0, 0, 1]) == [10_000, 10_001, 20_002]
+    assert init_seeds(range(2), seed0=5) == [10_005, 20_006]

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from learnthy_nb.transformer import SelectiveTransformer, excess_risk, fit_regressor
-from learnthy_nb.transformer_beyond import kernel_ridge_excess_risk
+from learnthy_nb.transformer import (SelectionTask, SelectiveTransformer, excess_risk, fit_regressor,
+                                     kernel_ridge_excess_risk)
 from learnthy_nb.transformer_fixed import FixedImportanceTask
 
 
@@ -69,7 +69,18 @@ def test_transformer_and_kernel_ridge_learn_a_short_window():
     Xt, _ = task.sample(20_000, torch.Generator().manual_seed(5))
     var_f = float(task.regression_function(Xt).var())
     assert kernel_ridge_excess_risk(task, X, y, n_test=2000) < 0.2 * var_f
-    torch.manual_seed(0)
-    model = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=2)
-    fit_regressor(model, X, y, steps=400, lr=3e-3, batch_size=64, generator=torch.Generator().manual_seed(6))
+    model = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=2,
+                                 init_generator=torch.Generator().manual_seed(0))
+    fit_regressor(model, X, y, n_steps=400, lr=3e-3, batch_size=64, generator=torch.Generator().manual_seed(6))
     assert excess_risk(model, task, 2000, torch.Generator().manual_seed(7)) < 0.5 * var_f
+
+
+def test_fixed_task_shares_the_base_class_and_keeps_float64():
+    task = FixedImportanceTask(L=4, k=3, smoothness=1.0, noise_std=0.2, n_important=2)
+    assert isinstance(task, SelectionTask) and task.bayes_risk == pytest.approx(0.04)
+    X, y = task.sample(128, torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert X.dtype == y.dtype == task.regression_function(X).dtype == torch.float64
+    X2, y2 = task.sample(128, torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.equal(X, X2) and torch.equal(y, y2)
+    risk = kernel_ridge_excess_risk(task, X, y, n_test=200, generator=torch.Generator().manual_seed(2))
+    assert risk == kernel_ridge_excess_risk(task, X, y, n_test=200, generator=torch.Generator().manual_seed(2))

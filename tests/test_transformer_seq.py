@@ -5,10 +5,15 @@ import math
 import pytest
 import torch
 
-from learnthy_nb.transformer import SelectiveTransformer, TokenSelectionTask, excess_risk, fit_ensemble
+from learnthy_nb.transformer import (SelectionTask, SelectiveTransformer, TokenSelectionTask, excess_risk, fit_ensemble,
+                                     hand_set_selector)
 from learnthy_nb.transformer_seq import (SequenceReadout, SequenceSelectionTask, WindowMLP, fit_length_curriculum,
-                                         hand_set_second_selector, hand_set_selector, sequence_attention_mass,
-                                         sequence_excess_risk)
+                                         hand_set_second_selector, risk_and_mass, sequence_attention_mass,
+                                         sequence_excess_risk, sequence_models)
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
 
 
 def _task(**kw):
@@ -77,10 +82,9 @@ def test_task_input_errors(call, match):
 
 
 def test_readout_shapes_and_shift_equivariance():
-    torch.manual_seed(0)
-    net = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=2, window=4, positional=False)
+    net = SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=2, window=4, positional=False, init_generator=_gen(0))
     seq = SequenceReadout(net, L=4)
-    X = torch.rand(5, 12, 3)
+    X = torch.rand(5, 12, 3, generator=_gen(10))
     out = seq(X)
     assert out.shape == (5, 9)
     torch.testing.assert_close(out, net.sequence(X)[:, 3:])
@@ -94,9 +98,8 @@ def test_readout_shapes_and_shift_equivariance():
 
 
 def test_window_mlp_applies_one_mlp_to_every_window():
-    torch.manual_seed(1)
-    mlp = WindowMLP(L=3, k=2, width=8)
-    X = torch.rand(4, 7, 2)
+    mlp = WindowMLP(L=3, k=2, width=8, init_generator=_gen(1))
+    X = torch.rand(4, 7, 2, generator=_gen(11))
     out = mlp(X)
     assert out.shape == (4, 5)
     for p in range(5):
@@ -151,11 +154,9 @@ def test_multi_output_training_matches_single_output_and_learns():
     # y [S, N, 1] with a model returning [n, 1] trains exactly like y [S, N] with the model returning [n]
     task = TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.3)
     X, y = task.sample(256, torch.Generator().manual_seed(3))
-    torch.manual_seed(0)
-    a = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=4)
-    b = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=4)
-    b.load_state_dict(a.state_dict())
-    kw = dict(steps=60, lr=3e-3, batch_size=32, val_fraction=0.25)
+    a = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=4, init_generator=_gen(0))
+    b = SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=4, init_generator=_gen(0))
+    kw = dict(n_steps=60, lr=3e-3, batch_size=32, val_fraction=0.25)
     fit_ensemble([_Last(a, False)], X[None], y[None], [256], generator=torch.Generator().manual_seed(1), **kw)
     fit_ensemble([_Last(b, True)], X[None], y[None, :, None], [256], generator=torch.Generator().manual_seed(1), **kw)
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
@@ -163,14 +164,14 @@ def test_multi_output_training_matches_single_output_and_learns():
     # a sequence readout trained on all P outputs improves on its initialisation
     seq_task = _task(L=4, T=8, k=2, noise_std=0.1, key_spacing=0.2)
     Xs, ys = seq_task.sample(512, torch.Generator().manual_seed(4))
-    torch.manual_seed(1)
-    model = SequenceReadout(SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=4, positional=False), L=4)
+    model = SequenceReadout(SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=4, positional=False,
+                                                 init_generator=_gen(1)), L=4)
     before = sequence_excess_risk(model, seq_task, 1000)
-    fit_ensemble([model], Xs[None], ys[None], [512], steps=300, lr=3e-3, batch_size=32,
+    fit_ensemble([model], Xs[None], ys[None], [512], n_steps=300, lr=3e-3, batch_size=32,
                  generator=torch.Generator().manual_seed(5))
     assert sequence_excess_risk(model, seq_task, 1000) < 0.5 * before
     with pytest.raises(ValueError, match=r"^y must have shape \[S, N\]"):
-        fit_ensemble([model], Xs[None], ys[None, :, :, None], [512], steps=1, lr=1e-3, batch_size=4)
+        fit_ensemble([model], Xs[None], ys[None, :, :, None], [512], n_steps=1, lr=1e-3, batch_size=4)
 
 
 def test_length_curriculum_carries_weights_to_long_windows():
@@ -178,10 +179,10 @@ def test_length_curriculum_carries_weights_to_long_windows():
     long = TokenSelectionTask(L=16, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.2)
     Xs, ys = short.sample(512, torch.Generator().manual_seed(6))
     Xl, yl = long.sample(512, torch.Generator().manual_seed(7))
-    torch.manual_seed(2)
-    model = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=16, positional=False)
+    model = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=16, positional=False,
+                                 init_generator=_gen(2))
     before = excess_risk(model, long, 1000)
-    fit_length_curriculum([model], (Xs[None], ys[None]), (Xl[None], yl[None]), [512], steps_short=200, steps_long=100,
+    fit_length_curriculum([model], (Xs[None], ys[None]), (Xl[None], yl[None]), [512], n_steps_short=200, n_steps_long=100,
                           lr=3e-3, batch_size=64, generator=torch.Generator().manual_seed(8))
     assert model.window == 16
     assert excess_risk(model, long, 1000) < 0.5 * before
@@ -193,7 +194,7 @@ def _curriculum(models, short_first=True, short_X=lambda X: X, **kw):
     X, y = torch.rand(1, 8, 4, 2, generator=g), torch.rand(1, 8, generator=g)
     XL, yL = torch.rand(1, 8, 6, 2, generator=g), torch.rand(1, 8, generator=g)
     short, long = ((short_X(X), y), (XL, yL)) if short_first else ((XL, yL), (X, y))
-    args = dict(steps_short=1, steps_long=1, lr=1e-3, batch_size=4) | kw
+    args = dict(n_steps_short=1, n_steps_long=1, lr=1e-3, batch_size=4) | kw
     fit_length_curriculum(models(), short, long, [8], **args)
 
 
@@ -209,7 +210,13 @@ def _net(positional):
                  r"^short windows must not be longer than long ones", id="short-longer-than-long"),
     pytest.param(lambda: _curriculum(lambda: _net(False), short_X=lambda X: X[0]), r"^short\[0\] must be a 4-D tensor",
                  id="short-X-3d"),
-    pytest.param(lambda: _curriculum(lambda: _net(False), steps_short=0), r"^steps_short must be ", id="steps_short-zero"),
+    pytest.param(lambda: _curriculum(lambda: _net(False), n_steps_short=0), r"^n_steps_short must be ",
+                 id="n_steps_short-zero"),
+    pytest.param(lambda: _curriculum(lambda: _net(False), n_steps_long=0), r"^n_steps_long must be ",
+                 id="n_steps_long-zero"),
+    pytest.param(lambda: sequence_models("cnn", 2, 4, 8, [0]), r"^kind must be ", id="sequence_models-kind"),
+    pytest.param(lambda: sequence_attention_mass(_net(False)[0], _task(L=6, T=8, k=2), 0), r"^n_test must be ",
+                 id="sequence_attention_mass-n_test-zero"),
 ])
 def test_length_curriculum_errors(call, match):
     with pytest.raises(ValueError, match=match):
@@ -248,3 +255,36 @@ def test_two_layers_can_select_the_second_ranked_token():
 def test_second_selector_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_sequence_task_is_a_selection_task_and_keeps_float64():
+    task = _task(key_offset=1.0, second_weight=0.5)
+    assert isinstance(task, SelectionTask) and task.target_shape(5) == (5, task.P)
+    X, y = task.sample(64, _gen(3), dtype=torch.float64)
+    assert X.dtype == y.dtype == torch.float64 and y.shape == (64, task.P)
+    X1, y1 = task.sample(64, _gen(3), dtype=torch.float64)
+    assert torch.equal(X, X1) and torch.equal(y, y1)
+    X0, y0 = task.sample(8)                                      # None: the seed-0 CPU generator
+    assert torch.equal(X0, task.sample(8, _gen(0))[0])
+    model = SequenceReadout(SelectiveTransformer(k=3, d_model=8, n_heads=2, n_layers=1, window=4, positional=False,
+                                                 init_generator=_gen(4)).double(), L=4)
+    assert model(X).dtype == torch.float64
+    assert math.isfinite(sequence_excess_risk(model, task, 32, _gen(5)))
+    mass = sequence_attention_mass(model.model, task, 32, _gen(5), rank=1)
+    assert mass.dtype == torch.float64 and mass.device.type == "cpu"
+    two = hand_set_second_selector(task)
+    assert next(two.parameters()).dtype == torch.float64
+
+
+def test_sequence_models_and_risk_and_mass():
+    seqs = sequence_models("transformer", 2, 4, 8, [1, 2])
+    mlps = sequence_models("mlp", 2, 4, 8, [1])
+    assert all(isinstance(m, SequenceReadout) for m in seqs) and isinstance(mlps[0], WindowMLP)
+    again = sequence_models("transformer", 2, 4, 8, [1])[0]
+    assert all(torch.equal(p, q) for p, q in zip(seqs[0].parameters(), again.parameters()))
+    assert not torch.equal(seqs[0].model.embed.weight, seqs[1].model.embed.weight)
+    task = TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.2)
+    models = [SelectiveTransformer(2, 8, 2, 1, 4, positional=False, init_generator=_gen(s)) for s in (0, 1)]
+    risk, mass = risk_and_mass(models, task, 50)
+    assert risk.shape == mass.shape == (2,) and ((mass > 0) & (mass < 1)).all()
+    assert risk[0] == excess_risk(models[0], task, 50, _gen(999))
