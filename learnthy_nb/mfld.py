@@ -15,7 +15,7 @@ from .core import DivergenceError, check_range, gaussian, permutation, resolve_g
 # %% auto #0
 __all__ = ['ESTIMATORS', 'Number', 'LOSSES', 'FiniteSumGradient', 'svrg_direction', 'sarah_direction', 'run_mfld', 'knn_entropy',
            'GibbsGridSolution', 'grid_points', 'gibbs_log_density', 'gibbs_fixed_point_grid', 'sample_from_grid',
-           'MeanFieldNet', 'side_by_side', 'blocks_of', 'MeanFieldRegression']
+           'MeanFieldNet', 'side_by_side', 'blocks_of', 'MeanFieldRegression', 'ergodic_averages']
 
 # %% ../nbs/30_mfld.ipynb #c006
 @runtime_checkable
@@ -623,3 +623,30 @@ class MeanFieldRegression:
         pot = (g / self.X.shape[0]) @ h.T + 0.5 * self.l2 * (points ** 2).sum(-1)   # [B, G]
         log_z = torch.logsumexp(-pot / lam, dim=-1) + math.log(cell_volume)
         return -conj.mean(-1) - lam * log_z
+
+# %% ../nbs/30_mfld.ipynb #c0ea
+def ergodic_averages(problem: MeanFieldRegression, particles: torch.Tensor, *, eta, lam, n_burn: int, n_avg: int,
+                     generator: Optional[torch.Generator] = None,
+                     progress_bar: Optional[Callable] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Time averages along an MFLD run (`run_mfld`, full gradient) of each system's outputs and second moment.
+
+    particles: [M, B * p] for the B = problem.n_configs systems side by side (`side_by_side`); eta, lam as in
+    `run_mfld` (per-column tensors allowed). After a burn-in of n_burn steps, averages over the next n_avg steps
+    f_mu(x_j) [B, n] (at the particles of each step's gradient call, `problem.last_outputs`) and
+    m_2 = (1/M) sum_i |theta_i|^2 [B], in float64 on the particles' device (no host synchronisation in the loop).
+    """
+    n_burn = int(check_range("n_burn", n_burn, 0, None, integer=True))
+    n_avg = int(check_range("n_avg", n_avg, 1, None, integer=True))
+    B, p = problem.n_configs, problem.net.particle_dim
+    f_acc = torch.zeros(B, problem.X.shape[0], dtype=torch.float64, device=particles.device)
+    m2_acc = torch.zeros(B, dtype=torch.float64, device=particles.device)
+
+    def accumulate(k, X, n_grad):
+        if k > n_burn:
+            f_acc.add_(problem.last_outputs)
+            m2_acc.add_(blocks_of(X, p).square().sum(-1).mean(-1))
+
+    run_mfld(problem, particles, eta=eta, lam=lam, n_steps=n_burn + n_avg, generator=generator,
+             callback=accumulate, progress_bar=progress_bar)
+    return f_acc / n_avg, m2_acc / n_avg
+

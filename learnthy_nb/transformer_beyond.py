@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .core import fit_power_law, progress
 from .transformer import (FlatMLP, SelectionTask, TokenSelectionTask, fit_sweep, kernel_ridge_excess_risk,
                                      matched_mlp_width, n_parameters, training_sets)
 
@@ -37,4 +38,48 @@ def run_config(task: SelectionTask, n: int, seeds: int, *, d_model: int, n_heads
     return out
 
 # %% auto #0
-__all__ = ['run_config']
+__all__ = ['LK_KINDS', 'run_config', 'lk_sweeps', 'run_lk_study', 'fit_lk_study', 'plot_lk_study']
+
+# %% ../nbs/21_transformer_beyond.ipynb #c004b
+LK_KINDS = (("transformer", "C0"), ("mlp", "C1"), ("krr", "C2"))     # the estimators of a study and their colours
+
+
+def lk_sweeps(L0: int, k0: int, Ls, ks) -> dict:
+    """The two one-factor sweeps of a (window length L, token dimension k) study around (L0, k0).
+
+    Returns {"k": (ks, [(L0, k) for k in ks], axis label), "L": (Ls, [(L, k0) for L in Ls], axis label)}.
+    """
+    return {"k": (tuple(ks), [(L0, k) for k in ks], f"token dimension k (L = {L0})"),
+            "L": (tuple(Ls), [(L, k0) for L in Ls], f"window length L (k = {k0})")}
+
+
+def run_lk_study(make_task, sweeps: dict, n: int, seeds: int, **train_args) -> dict:
+    """`run_config` at every configuration of the sweeps (a point shared by both is trained once): {(L, k): result}."""
+    configs = sorted({c for _, cs, _ in sweeps.values() for c in cs})
+    return {c: run_config(make_task(*c), n, seeds, **train_args) for c in progress(configs, desc="(L, k) configurations")}
+
+
+def fit_lk_study(results: dict, sweeps: dict, n_boot: int) -> dict:
+    """Power-law fits of each estimator's excess risk along each sweep: {(sweep, kind): PowerLawFit} (seeds as columns)."""
+    return {(s, kind): fit_power_law(xs, np.stack([results[c][kind] for c in cs]), n_boot=n_boot)
+            for s, (xs, cs, _) in sweeps.items() for kind, _ in LK_KINDS}
+
+
+def plot_lk_study(results: dict, sweeps: dict, fits: dict, var_f: float, n: int):
+    """The study's figure: excess risk (mean and seed spread) against k and against L, with each fit's slope and the
+    constant predictor's level Var f(X). Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (s, (xs, cs, title)) in zip(axes, sweeps.items()):
+        for kind, color in LK_KINDS:
+            r = np.stack([results[c][kind] for c in cs])
+            ax.errorbar(xs, r.mean(1), yerr=r.std(1), fmt="o-", capsize=3, color=color,
+                        label=f"{kind}: slope {fits[(s, kind)].exponent:.2f}")
+        ax.axhline(var_f, color="gray", ls=":", lw=1, label=r"Var $f(X)$ (constant predictor)")
+        ax.set(xscale="log", yscale="log", xlabel=title, ylabel=r"excess risk $E(\hat F - f)^2$", title=f"n = {n}")
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+

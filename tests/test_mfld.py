@@ -434,3 +434,44 @@ def test_side_by_side_layout_round_trips_and_rejects_bad_shapes():
         side_by_side(torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"^particles must be a tensor \[M, B \* p\] with p = 3"):
         blocks_of(torch.zeros(4, 7), 3)
+
+
+def test_ergodic_averages_match_a_hand_accumulation_and_the_stationary_law():
+    from learnthy_nb.mfld import blocks_of, ergodic_averages
+    net = MeanFieldNet(1)
+    x = torch.linspace(-1, 1, 12, dtype=torch.float64)[:, None]
+    problem = MeanFieldRegression(net, x, torch.tanh(2 * x[:, 0]), l2=1.0, n_configs=2)
+    X0 = torch.randn(30, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    f, m2 = ergodic_averages(problem, X0, eta=0.05, lam=0.02, n_burn=3, n_avg=10,
+                             generator=torch.Generator().manual_seed(1))
+    kept_f, kept_m = [], []
+
+    def keep(k, X, n):
+        if k > 3:
+            kept_f.append(problem.last_outputs.clone())
+            kept_m.append(blocks_of(X, 2).square().sum(-1).mean(-1))
+
+    run_mfld(problem, X0, eta=0.05, lam=0.02, n_steps=13, generator=torch.Generator().manual_seed(1), callback=keep)
+    assert f.shape == (2, 12) and m2.shape == (2,) and f.dtype == m2.dtype == torch.float64
+    assert torch.allclose(f, torch.stack(kept_f).mean(0)) and torch.allclose(m2, torch.stack(kept_m).mean(0))
+    # ergodicity: after a long burn-in the averages forget the start (two starts far apart agree within 10%)
+    far = X0 + 3.0
+    _, m2_a = ergodic_averages(problem, X0, eta=0.05, lam=0.02, n_burn=600, n_avg=600,
+                               generator=torch.Generator().manual_seed(2))
+    _, m2_b = ergodic_averages(problem, far, eta=0.05, lam=0.02, n_burn=600, n_avg=600,
+                               generator=torch.Generator().manual_seed(3))
+    assert float(far.square().sum(-1).mean() / 2) > 3 * float(m2_a.max())        # the far start is far
+    assert torch.allclose(m2_a, m2_b, rtol=0.1), (m2_a, m2_b)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    pytest.param(dict(n_burn=-1, n_avg=5), r"^n_burn must be an integer in \[0, inf\)", id="n_burn-negative"),
+    pytest.param(dict(n_burn=0, n_avg=0), r"^n_avg must be an integer in \[1, inf\)", id="n_avg-zero"),
+])
+def test_ergodic_averages_reject_bad_lengths(kwargs, match):
+    from learnthy_nb.mfld import ergodic_averages
+    net = MeanFieldNet(1)
+    x = torch.linspace(-1, 1, 4)[:, None]
+    problem = MeanFieldRegression(net, x, x[:, 0], l2=0.1)
+    with pytest.raises(ValueError, match=match):
+        ergodic_averages(problem, torch.zeros(5, 2), eta=0.1, lam=0.01, **kwargs)

@@ -110,3 +110,22 @@ def test_run_config_returns_every_estimator():
     assert all(v.shape == (2,) and np.isfinite(v).all() for v in out.values())
     again = run_config(task, 40, 2, **args)
     assert all(np.array_equal(out[k], again[k]) for k in out)
+
+
+def test_lk_study_sweeps_fits_and_figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+    from learnthy_nb.transformer_beyond import LK_KINDS, fit_lk_study, lk_sweeps, plot_lk_study
+    sweeps = lk_sweeps(8, 4, (8, 16, 32, 64, 128), (4, 8, 16, 32, 64))
+    assert sweeps["k"][1][0] == sweeps["L"][1][0] == (8, 4)                 # the shared point
+    rng = np.random.default_rng(0)
+    # synthetic risks: risk ~ k^0.5 along k, flat along L, three seeds with small noise
+    results = {}
+    for (L, k) in {c for _, cs, _ in sweeps.values() for c in cs}:
+        base = 0.1 * (k / 4) ** 0.5
+        results[(L, k)] = {kind: base * np.exp(0.01 * rng.standard_normal(3)) for kind, _ in LK_KINDS}
+    fits = fit_lk_study(results, sweeps, n_boot=200)
+    assert abs(fits[("k", "transformer")].exponent - 0.5) < 0.02 and abs(fits[("L", "mlp")].exponent) < 0.02
+    fig = plot_lk_study(results, sweeps, fits, var_f=0.2, n=100)
+    assert len(fig.axes) == 2 and "slope 0.50" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
