@@ -10,13 +10,14 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch.func import grad, vmap
 
-from .core import check_finite, check_range, gaussian, progress, resolve_generator, uniform
+from .core import check_finite, check_range, gaussian, get_device, progress, resolve_generator, uniform
 from .privacy import (
     _items, calibrate_diff2, calibrate_dp_gd, calibrate_dp_sgd, clip_rows, diff2_round_counts, epsilon_from_mu, gdp_mu)
 
 # %% auto #0
 __all__ = ['LogisticNonconvex', 'SoftplusNet', 'per_sample_grads', 'Clients', 'stack_clients', 'client_step', 'server_step',
-           'run_diff2', 'PrivateRun', 'diff2', 'dp_gd', 'dp_sgd', 'Schedule', 'theory_schedule']
+           'Diff2Server', 'run_diff2', 'PrivateRun', 'diff2', 'dp_gd', 'dp_sgd', 'Schedule', 'theory_schedule',
+           'parity_digits', 'split_clients']
 
 # %% ../nbs/41_diff2.ipynb #c007
 class LogisticNonconvex:
@@ -216,23 +217,71 @@ def _start(clients, x0: torch.Tensor, eta) -> tuple:
     return (C, x, x0.ndim == 1, eta, C.features.to(x.device, x.dtype), C.targets.to(x.device, x.dtype),
             C.mask.to(x.device))
 
+# %% ../nbs/41_diff2.ipynb #c020a
+class Diff2Server:
+    """The server of DIFF2-GD for B runs at once: it plans each round's queries and turns the clients' summed replies
+    into the next iterate. Both `run_diff2` (all clients in-process) and the Flower server app drive it, so the two
+    engines share every line of the server's arithmetic.
+
+    x0: [B, d]; n: the total number of records of the planned clients (the normaliser, fixed for the whole run: see
+    the drop-out rule of the Flower chapter); eta, clip1, clip2, noise1, noise2: tensors [B] on x0's device, in x0's
+    dtype; periods: B ints. Per round: `queries()` lists what the clients must compute, as (prev_params or None,
+    clip [B]) pairs: an anchor query (prev None, clip C1) if some run anchors, a difference query
+    (x_{r-1}, C2 ||x_r - x_{r-1}||) if some run does not; `update(sums)` takes the clients' clipped sums [B, d], one per
+    query in that order, draws the noise with `generator` (`server_step`) and returns x_{r+1} [B, d].
+    """
+
+    def __init__(self, x0: torch.Tensor, n: int, *, eta: torch.Tensor, periods: Sequence[int], clip1: torch.Tensor,
+                 clip2: torch.Tensor, noise1: torch.Tensor, noise2: torch.Tensor, generator: torch.Generator):
+        self.n = int(check_range("n", n, 1, integer=True))
+        self.x, self.x_prev, self.v = x0, x0, torch.zeros_like(x0)
+        self.eta, self.clip1, self.clip2, self.noise1, self.noise2 = eta, clip1, clip2, noise1, noise2
+        self.periods, self.generator, self.round = list(periods), generator, 0
+        self._period_t = torch.tensor(self.periods, device=x0.device)
+
+    def queries(self) -> list[tuple[Optional[torch.Tensor], torch.Tensor]]:
+        out = []
+        if any(self.round % p == 0 for p in self.periods):
+            out.append((None, self.clip1))
+        if any(self.round % p != 0 for p in self.periods):
+            step = torch.linalg.vector_norm(self.x - self.x_prev, dim=-1)
+            out.append((self.x_prev, torch.where(torch.isinf(self.clip2), self.clip2, self.clip2 * step)))
+        return out
+
+    def update(self, sums: Sequence[torch.Tensor]) -> torch.Tensor:
+        queries = self.queries()
+        if len(sums) != len(queries):
+            raise ValueError(f"sums must hold one clipped sum per query ({len(queries)}), got {len(sums)}")
+        anchor = (self.round % self._period_t) == 0
+        msg, clip = sums[0], queries[0][1]
+        if len(queries) == 2:                                   # runs with different periods: anchor rows from the first
+            msg, clip = torch.where(anchor[:, None], sums[0], sums[1]), torch.where(anchor, queries[0][1], queries[1][1])
+        self.v = server_step(self.v, msg, self.n, clip, torch.where(anchor, self.noise1, self.noise2), anchor,
+                             self.generator)
+        self.x_prev, self.x = self.x, self.x - self.eta[:, None] * self.v
+        self.round += 1
+        return self.x
+
 # %% ../nbs/41_diff2.ipynb #c020
 def run_diff2(loss: Callable, clients, x0: torch.Tensor, *, eta, rounds: int, period, clip1, clip2, noise1, noise2,
               generator: Optional[torch.Generator] = None, check_every: Optional[int] = 50,
-              desc: Optional[str] = "DIFF2 rounds") -> torch.Tensor:
+              replies: Optional[torch.Tensor] = None, desc: Optional[str] = "DIFF2 rounds") -> torch.Tensor:
     """DIFF2-GD with given noise multipliers (the uncalibrated engine behind `diff2` and `dp_gd`): B runs at once.
 
     Round r = 0, ..., R-1 of run b is an anchor round when period_b divides r: every client sends the sum of its
     per-sample gradients clipped at C1, and v_r = mean + N(0, (z1 2 C1 / n)^2 I). Otherwise every client sends the
     sum of its per-sample gradient differences grad f_i(x_r) - grad f_i(x_{r-1}) clipped at C2 ||x_r - x_{r-1}||,
     and v_r = v_{r-1} + mean + N(0, (z2 2 C2 ||x_r - x_{r-1}|| / n)^2 I). Then x_{r+1} = x_r - eta v_r.
-    period 1 is DP-GD.
+    period 1 is DP-GD. The server's arithmetic is `Diff2Server`'s.
 
     clients: P (features, targets) pairs or a `Clients`; x0: [d] or [B, d]; eta, period, clip1, clip2, noise1,
     noise2: one number or one per run; clip inf means no clipping (allowed with noise 0 only). All P clients and B
-    runs are one batched computation per round; the noise is drawn on the server with `generator`. Every
-    `check_every` rounds a non-finite iterate raises DivergenceError (None: never; a tuning grid keeps its diverged
-    runs and ranks them last). desc: the progress bar's label (None: no bar, for runs inside an outer loop).
+    runs are one batched computation per round; the noise is drawn on the server with `generator`. replies: None
+    (every client answers every round) or a bool tensor [R, P], False where client p's reply is missing in round r:
+    the server adds the replies it has and still divides by the planned n (the drop-out rule; the sensitivity and so
+    the privacy accounting are unchanged). Every `check_every` rounds a non-finite iterate raises DivergenceError
+    (None: never; a tuning grid keeps its diverged runs and ranks them last). desc: the progress bar's label (None:
+    no bar, for runs inside an outer loop).
     Returns the iterates [R + 1, d] (or [R + 1, B, d]) on x0's device, in x0's dtype.
     """
     C, x, single, eta, features, targets, mask = _start(clients, x0, eta)
@@ -250,30 +299,23 @@ def run_diff2(loss: Callable, clients, x0: torch.Tensor, *, eta, rounds: int, pe
     periods = periods * (runs if len(periods) == 1 else 1)
     if bool(((torch.isinf(clip1) & (noise1 > 0)) | (torch.isinf(clip2) & (noise2 > 0))).any()):
         raise ValueError("clip1 and clip2 may be inf (no clipping) only where the noise multiplier is 0")
-    generator = resolve_generator(generator)
-    period_t = torch.tensor(periods, device=x.device)
+    if replies is not None:
+        if not torch.is_tensor(replies) or replies.dtype != torch.bool or tuple(replies.shape) != (rounds, len(C.sizes)):
+            raise ValueError(f"replies must be a bool tensor [rounds, P] = [{rounds}, {len(C.sizes)}] or None, got "
+                             f"{getattr(replies, 'shape', type(replies))}")
+        replies = replies.to(x.device)
+    server = Diff2Server(x, C.n, eta=eta, periods=periods, clip1=clip1, clip2=clip2, noise1=noise1, noise2=noise2,
+                         generator=resolve_generator(generator))
     history = x.new_empty((rounds + 1, runs, dim))
     history[0] = x
-    x_prev, v = x, torch.zeros_like(x)
     for r in progress(range(rounds), desc=desc, quiet=True if desc is None else None):
-        has_anchor = any(r % p == 0 for p in periods)
-        has_diff = any(r % p != 0 for p in periods)
-        anchor = (r % period_t) == 0
-        msg = clip = None
-        if has_anchor:
-            msg = client_step(loss, x, None, features, targets, mask, clip1).sum(0)
-            clip = clip1
-        if has_diff:
-            step = torch.linalg.vector_norm(x - x_prev, dim=-1)
-            clip_d = torch.where(torch.isinf(clip2), clip2, clip2 * step)
-            msg_d = client_step(loss, x, x_prev, features, targets, mask, clip_d).sum(0)
-            msg = msg_d if msg is None else torch.where(anchor[:, None], msg, msg_d)
-            clip = clip_d if clip is None else torch.where(anchor, clip1, clip_d)
-        v = server_step(v, msg, C.n, clip, torch.where(anchor, noise1, noise2), anchor, generator)
-        x_prev, x = x, x - eta[:, None] * v
-        history[r + 1] = x
+        sums = []
+        for prev, clip in server.queries():
+            msg = client_step(loss, server.x, prev, features, targets, mask, clip)                  # [P, B, d]
+            sums.append(msg.sum(0) if replies is None else (msg * replies[r, :, None, None]).sum(0))
+        history[r + 1] = server.update(sums)
         if check_every is not None and ((r + 1) % check_every == 0 or r + 1 == rounds):
-            check_finite(x, "the iterates of DIFF2", r + 1)
+            check_finite(history[r + 1], "the iterates of DIFF2", r + 1)
     return history[:, 0] if single else history
 
 # %% ../nbs/41_diff2.ipynb #c021
@@ -408,3 +450,22 @@ def theory_schedule(method: str, *, n: int, dim: int, mu: float, lipschitz: floa
     z1 = math.sqrt(2 * A) / mu if D else math.sqrt(A) / mu
     z2 = math.sqrt(2 * D) / mu if D else z1
     return Schedule(eta, R, T, G, L, z1, z2, 4 * L * gap / R + 4 * dim * G**2 * z1**2 / n**2)
+
+# %% ../nbs/41_diff2.ipynb #c031a
+def parity_digits(n_samples: int = 1797, *, device=None, dtype: torch.dtype = torch.float32
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n_samples of scikit-learn's handwritten digits (shipped with the package: no download) as a binary
+    task: features [n, 64] scaled so that max_i ||a_i|| = 1, labels [n] = +1 for odd digits and -1 for even ones."""
+    from sklearn.datasets import load_digits
+    n_samples = int(check_range("n_samples", n_samples, 1, 1797, integer=True))
+    features, labels = load_digits(return_X_y=True)
+    features = torch.tensor(features[:n_samples], dtype=dtype, device=get_device() if device is None else device)
+    labels = torch.tensor(labels[:n_samples] % 2 * 2 - 1, dtype=dtype, device=features.device)
+    return features / features.norm(dim=1).max(), labels
+
+# %% ../nbs/41_diff2.ipynb #c031b
+def split_clients(features: torch.Tensor, targets: torch.Tensor, n_clients: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Deal the records to P = n_clients clients round-robin: client p gets records p, p + P, p + 2P, ...
+    features [n, ...], targets [n] -> P (features [m_p, ...], targets [m_p]) pairs, m_p = ceil((n - p) / P)."""
+    n_clients = int(check_range("n_clients", n_clients, 1, features.shape[0], integer=True))
+    return [(features[p::n_clients], targets[p::n_clients]) for p in range(n_clients)]

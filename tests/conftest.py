@@ -8,6 +8,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "site: checks of the rendered book (run after the book is built)")
     config.addinivalue_line("markers", "cuda: runs on a CUDA GPU and compares with the CPU run (`make gpu-check`); "
                                        "skipped when torch.cuda.is_available() is False")
+    config.addinivalue_line("markers", "flower: starts Flower (Ray simulation or SuperLink/SuperNode processes) in a "
+                                       "subprocess with a hard timeout")
 
 
 def pytest_collection_modifyitems(config, items):

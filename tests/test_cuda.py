@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from devices import DEVICES, device_generator as gen
 from learnthy_nb.core import (gaussian, haar_orthogonal, integers, kernel_ridge, permutation, rbf_kernel, uniform)
 from learnthy_nb.mfld import MeanFieldNet, MeanFieldRegression, run_mfld
 from learnthy_nb.parity import (kernel_error_grid, kernel_ridge_error, mfld_error_grid, ntk_kernel, sparse_parity,
@@ -18,11 +19,7 @@ from learnthy_nb.parity import (kernel_error_grid, kernel_ridge_error, mfld_erro
 from learnthy_nb.parity_beyond import train_lazy_parity
 from learnthy_nb.parity_phase import initial_gradient_snr, subspace_share
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
-
-def gen(device, seed):
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 @pytest.mark.parametrize("device", DEVICES)

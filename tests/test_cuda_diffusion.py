@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from devices import DEVICES, device_generator as _gen, on_device as _on
 from learnthy_nb.core import gaussian, haar_orthogonal, uniform
 from learnthy_nb.diffusion import (GaussianMixture, LacunaryDensity, histogram_sample, histogram_tv, kde_tv,
                                    minimax_times, ode_density_1d, ou_mean_std, ou_time_from_std, reflect_into, sample,
@@ -20,15 +21,8 @@ from learnthy_nb.diffusion_lowdim import embed_on_axis, kde_sample, quadrature_s
 from learnthy_nb.diffusion_structure import (circle_coordinate, distance_to_circle, embed_on_circle,
                                              memorised_fraction, nearest_distance, principal_frame)
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
-def _gen(device: str, seed: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def _on(t: torch.Tensor, device: str) -> bool:
-    return t.device.type == torch.device(device).type
 
 
 def _assert_agrees(run, device: str, tolerances: tuple[float, ...]) -> None:

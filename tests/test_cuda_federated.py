@@ -12,21 +12,15 @@ import math
 import pytest
 import torch
 
+from devices import DEVICES, device_generator as _gen, on_device as _on
 from learnthy_nb.core import gaussian, uniform
 from learnthy_nb.federated import (LogisticNonconvex, SoftplusNet, client_step, diff2, dp_gd, dp_sgd, per_sample_grads,
                                    run_diff2, stack_clients, theory_schedule)
 
 logging.getLogger("absl").setLevel(logging.ERROR)
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 DELTA = 1e-5
 
 
-def _gen(device: str, seed: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def _on(t: torch.Tensor, device: str) -> bool:
-    return t.device.type == torch.device(device).type
 
 
 def _problem(device: str, n: int = 200, d: int = 10, dtype=torch.float32):

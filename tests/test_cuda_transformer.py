@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from devices import DEVICES, device_generator as _gen, on_device as _on
 from learnthy_nb.transformer import (SelectiveTransformer, TokenSelectionTask, attention_mass, excess_risk,
                                      fit_ensemble, fit_regressor, hand_set_selector, kernel_ridge_excess_risk,
                                      training_sets)
@@ -19,7 +20,6 @@ from learnthy_nb.transformer_fixed import FixedImportanceTask
 from learnthy_nb.transformer_seq import (SequenceSelectionTask, fit_length_curriculum, hand_set_second_selector,
                                          sequence_attention_mass, sequence_excess_risk, sequence_models)
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 SEEDS = (0, 1, 2, 3, 4)
 
 
@@ -34,12 +34,6 @@ def _agree(a, b, floor=1e-3):
     return abs(a.mean() - b.mean()) <= 4 * se + floor
 
 
-def _gen(device, seed):
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def _on(t, device):
-    return t.device.type == torch.device(device).type
 
 
 def _residual_variance_matches(task, X, y):

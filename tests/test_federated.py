@@ -8,8 +8,9 @@ import torch
 from torch.func import grad
 
 from learnthy_nb.core import gaussian, uniform
-from learnthy_nb.federated import (LogisticNonconvex, SoftplusNet, client_step, diff2, dp_gd, dp_sgd, per_sample_grads,
-                                   run_diff2, server_step, stack_clients, theory_schedule)
+from learnthy_nb.federated import (Diff2Server, LogisticNonconvex, SoftplusNet, client_step, diff2, dp_gd, dp_sgd,
+                                   parity_digits, per_sample_grads, run_diff2, server_step, split_clients, stack_clients,
+                                   theory_schedule)
 from learnthy_nb.privacy import diff2_round_counts, epsilon_from_mu, gdp_mu, mu_from_epsilon
 
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -258,6 +259,12 @@ TH = dict(n=100, dim=6, mu=1.0, lipschitz=1.0, smoothness=0.3, gap=0.7)
     (lambda: run_diff2(LOSS, CL, X0, **{**RUN, "noise2": float("nan")}), "noise2"),
     (lambda: run_diff2(LOSS, CL, X0, **{**RUN, "period": [1, 2, 3]}), "period"),
     (lambda: run_diff2(LOSS, CL, X0, **{**RUN, "check_every": -1}), "check_every"),
+    (lambda: run_diff2(LOSS, CL, X0, **RUN, replies=torch.ones(5, 3, dtype=torch.bool)), "replies"),
+    (lambda: run_diff2(LOSS, CL, X0, **RUN, replies=torch.ones(5, len(CL))), "replies"),
+    (lambda: parity_digits(0), "n_samples"),
+    (lambda: parity_digits(1798), "n_samples"),
+    (lambda: split_clients(A0, Y0, 0), "n_clients"),
+    (lambda: split_clients(A0, Y0, len(Y0) + 1), "n_clients"),
     (lambda: theory_schedule("sgd", **TH), "method"),
     (lambda: theory_schedule("diff2", **{**TH, "mu": 0.0}), "mu"),
     (lambda: theory_schedule("diff2", **{**TH, "n": 0}), "n"),
@@ -272,3 +279,56 @@ TH = dict(n=100, dim=6, mu=1.0, lipschitz=1.0, smoothness=0.3, gap=0.7)
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def _server(x0, n, periods, seed=3, z=(0.7, 0.9)):
+    full = lambda v: torch.full((x0.shape[0],), v, dtype=x0.dtype)
+    return Diff2Server(x0, n, eta=full(1.0), periods=periods, clip1=full(0.5), clip2=full(0.3), noise1=full(z[0]),
+                       noise2=full(z[1]), generator=_gen(seed))
+
+
+@pytest.mark.parametrize("periods", [[1, 1], [3, 3], [1, 3]])
+def test_server_driven_client_by_client_equals_the_batched_engine(periods):
+    """The Flower path: Diff2Server fed by one client at a time (each with its own unpadded data) gives the batched
+    engine's iterates; mixed periods send both queries."""
+    A, y = _data()
+    parts = _split(A, y, (15, 7, 18))
+    x0 = 0.1 * gaussian((2, 6), generator=_gen(1), dtype=torch.float64)
+    ref = run_diff2(LOSS, parts, x0, eta=1.0, rounds=7, period=periods, clip1=0.5, clip2=0.3, noise1=0.7, noise2=0.9,
+                    generator=_gen(3), desc=None)
+    srv = _server(x0, 40, periods)
+    for r in range(7):
+        queries = srv.queries()
+        assert len(queries) == (2 if periods == [1, 3] and r % 3 else 1)
+        sums = [sum(client_step(LOSS, srv.x, prev, f[None], t[None], torch.ones(1, len(t), dtype=torch.bool), clip)[0]
+                    for f, t in parts) for prev, clip in queries]
+        assert torch.allclose(srv.update(sums), ref[r + 1], atol=1e-12)
+    with pytest.raises(ValueError, match="sums"):
+        srv.update([])
+
+
+def test_drop_out_rule_keeps_n_and_the_noise():
+    """A missing reply: the server adds the others and divides by the planned n; the noise (hence the privacy) is the
+    same draw as with every reply, so the difference from the full run in that round is exactly the missing share."""
+    A, y = _data()
+    parts = _split(A, y, (15, 7, 18))
+    x0 = torch.zeros(1, 6, dtype=torch.float64)
+    kw = dict(eta=1.0, rounds=3, period=1, clip1=0.5, clip2=0.3, noise1=0.7, noise2=0.7, desc=None)
+    full = run_diff2(LOSS, parts, x0, generator=_gen(3), **kw)
+    replies = torch.ones(3, 3, dtype=torch.bool)
+    replies[0, 1] = False
+    dropped = run_diff2(LOSS, parts, x0, generator=_gen(3), replies=replies, **kw)
+    missing = client_step(LOSS, x0, None, parts[1][0], parts[1][1], torch.ones(7, dtype=torch.bool),
+                          torch.tensor([0.5], dtype=torch.float64))
+    assert torch.allclose(dropped[1] - full[1], 1.0 * missing / 40, atol=1e-12)   # x1 = x0 - eta (sum / n + noise)
+    assert torch.equal(run_diff2(LOSS, parts, x0, generator=_gen(3), replies=torch.ones(3, 3, dtype=torch.bool), **kw),
+                       full)
+
+
+def test_parity_digits_and_round_robin_clients():
+    f, t = parity_digits(200, dtype=torch.float64)
+    assert f.shape == (200, 64) and f.dtype == torch.float64 and abs(float(f.norm(dim=1).max()) - 1) < 1e-12
+    assert set(t.tolist()) == {-1.0, 1.0}
+    parts = split_clients(f, t, 7)
+    assert sorted(torch.cat([p[1] for p in parts]).tolist()) == sorted(t.tolist())
+    assert [len(p[1]) for p in parts] == [29, 29, 29, 29, 28, 28, 28] and torch.equal(parts[3][0][1], f[10])

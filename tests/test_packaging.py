@@ -12,6 +12,7 @@ import json
 import re
 import sys
 from functools import lru_cache
+from typing import Optional
 from pathlib import Path
 
 import pytest
@@ -95,10 +96,21 @@ def _third_party(pairs) -> set:
             if not optional and m not in sys.stdlib_module_names and m != PACKAGE}
 
 
+# Modules of the package, and the chapters that export them, whose third-party imports an optional extra provides
+# (Flower needs Python >= 3.11, so it cannot be a runtime dependency of a package that supports 3.9).
+EXTRA_OF_MODULE = {"flower": "fl"}
+EXTRA_OF_CHAPTER = {"43_flower": "fl"}
+
+
+def _extra(name: str) -> dict:
+    return _requirements(_pyproject()["project"]["optional-dependencies"][name])
+
+
 @lru_cache(maxsize=None)
-def _package_modules() -> frozenset:
-    files = sorted((ROOT / PACKAGE).glob("*.py"))
-    assert files, f"no modules in {PACKAGE}/"
+def _package_modules(extra: Optional[str] = None) -> frozenset:
+    """Third-party modules imported by the package's modules that need no extra (extra None) or the given extra."""
+    files = sorted(f for f in (ROOT / PACKAGE).glob("*.py") if EXTRA_OF_MODULE.get(f.stem) == extra)
+    assert files, f"no modules in {PACKAGE}/ for extra {extra}"
     return frozenset(_third_party(p for f in files for p in _imports(ast.parse(f.read_text(), str(f)))))
 
 
@@ -111,10 +123,10 @@ def _cell_code(source: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def _chapter_modules() -> frozenset:
+def _chapter_modules(extra: Optional[str] = None) -> frozenset:
     found = set()
     for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
-        if "." in nb.stem:  # e.g. a chapter being executed in place (*.executing.ipynb)
+        if "." in nb.stem or EXTRA_OF_CHAPTER.get(nb.stem) != extra:  # "." e.g. a chapter executed in place
             continue
         for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
             if cell["cell_type"] != "code":
@@ -143,8 +155,19 @@ def test_chapter_imports_are_runtime_dependencies():
     assert not missing, f"nbs/*.ipynb import modules that no runtime dependency provides: {missing}"
 
 
+@pytest.mark.parametrize("extra", sorted(set(EXTRA_OF_MODULE.values()) | set(EXTRA_OF_CHAPTER.values())))
+def test_optional_modules_and_chapters_need_only_their_extra(extra):
+    """learnthy_nb.flower and its chapter run after `pip install learnthy_nb[fl]`."""
+    provided = set(_runtime()) | set(_extra(extra))
+    missing = {m: _dist(m) for m in _package_modules(extra) | _chapter_modules(extra) if _dist(m) not in provided}
+    assert not missing, f"modules of the [{extra}] extra's code that neither it nor the runtime provides: {missing}"
+    assert set(_extra(extra)) <= set(_requirements(_pyproject()["project"]["optional-dependencies"]["dev"])), \
+        f"the dev extra must include the [{extra}] extra's requirements (the tests run its code)"
+
+
 def test_every_runtime_dependency_is_used():
-    used = {_dist(m) for m in _package_modules() | _chapter_modules()}
+    extras = set(EXTRA_OF_MODULE.values()) | set(EXTRA_OF_CHAPTER.values())
+    used = {_dist(m) for e in {None} | extras for m in _package_modules(e) | _chapter_modules(e)}
     unused = set(_runtime()) - used
     assert not unused, f"runtime dependencies that neither {PACKAGE}/ nor a chapter imports: {sorted(unused)}"
 
