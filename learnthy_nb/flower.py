@@ -8,13 +8,14 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -27,19 +28,50 @@ from .federated import (
     Diff2Server, LogisticNonconvex, client_step, parity_digits, run_diff2, split_clients, stack_clients)
 
 # %% auto #0
-__all__ = ['diff2_client_app', 'diff2_server_app', 'Diff2Config', 'to_record', 'from_record', 'client_data', 'diff2_client_query',
-           'diff2_client_train', 'wait_for_nodes', 'run_diff2_server', 'diff2_server_main', 'diff2_reference',
-           'simulate_diff2', 'write_app', 'deploy_local']
+__all__ = ['diff2_client_app', 'diff2_server_app', 'FlowerRunConfig', 'Diff2Config', 'to_record', 'from_record', 'client_data',
+           'node_partition', 'diff2_client_query', 'diff2_client_train', 'wait_for_nodes', 'ask_nodes',
+           'run_diff2_server', 'diff2_server_main', 'diff2_reference', 'simulate', 'simulate_diff2', 'write_app',
+           'deploy_local']
+
+# %% ../nbs/43_flower.ipynb #c005a
+class FlowerRunConfig:
+    """What every app's run configuration (a frozen dataclass) shares: the conversion to and from Flower's run config
+    (keys with dashes, scalar values only), and the drop-out test hook `drop` ("r:p r:p ...": client p fails in round
+    r). A subclass has the fields num_partitions, rounds, timeout (seconds a round waits for replies),
+    connect_timeout (seconds the server waits for the nodes), drop and out (where the server app saves its result)."""
+
+    def dropped(self) -> set[tuple[int, int]]:
+        """The (round, partition) pairs of `drop`; ValueError naming `drop` if one is malformed or out of range."""
+        out = set()
+        for item in self.drop.split():
+            try:
+                r, p = (int(v) for v in item.split(":"))
+            except ValueError:
+                raise ValueError(f"drop must be 'round:partition' pairs separated by spaces, got {self.drop!r}") from None
+            if not (0 <= r < self.rounds and 0 <= p < self.num_partitions):
+                raise ValueError(f"drop: {item} is outside rounds 0..{self.rounds - 1}, partitions "
+                                 f"0..{self.num_partitions - 1}")
+            out.add((r, p))
+        return out
+
+    def to_run_config(self) -> dict:
+        """Flower's run config (keys with dashes)."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_run_config(cls, run_config):
+        """From Flower's run config; keys it does not know are ignored, missing ones take the defaults."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k.replace("-", "_"): v for k, v in dict(run_config).items() if k.replace("-", "_") in names})
 
 # %% ../nbs/43_flower.ipynb #c006
 @dataclass(frozen=True)
-class Diff2Config:
+class Diff2Config(FlowerRunConfig):
     """One DIFF2 run on the digits parity task, as a Flower app runs it: the data (the first `n_samples` digits dealt
     round-robin to `num_partitions` clients, `split_clients`), the loss (`LogisticNonconvex(lam)`), the algorithm
     (eta, rounds, period T, clips C1, C2, noise multipliers z1, z2; one run, x0 = 0), the server's noise seed, and the
-    deployment: `timeout` seconds a round waits for replies, `connect_timeout` seconds the server waits for the
-    expected nodes, `drop` a test hook ("r:p r:p ...": client p fails in round r), `out` where the server app saves
-    the iterates. Keys map to Flower's run config with dashes (n_samples <-> n-samples)."""
+    deployment (timeout, connect_timeout, drop, out: see `FlowerRunConfig`). Keys map to Flower's run config with
+    dashes (n_samples <-> n-samples)."""
     n_samples: int = 600
     num_partitions: int = 2
     lam: float = 0.05
@@ -74,35 +106,6 @@ class Diff2Config:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         self.dropped()                                             # validates `drop`
 
-    def dropped(self) -> set[tuple[int, int]]:
-        """The (round, partition) pairs of `drop`."""
-        out = set()
-        for item in self.drop.split():
-            try:
-                r, p = (int(v) for v in item.split(":"))
-            except ValueError:
-                raise ValueError(f"drop must be 'round:partition' pairs separated by spaces, got {self.drop!r}") from None
-            if not (0 <= r < self.rounds and 0 <= p < self.num_partitions):
-                raise ValueError(f"drop: {item} is outside rounds 0..{self.rounds - 1}, partitions "
-                                 f"0..{self.num_partitions - 1}")
-            out.add((r, p))
-        return out
-
-    def to_run_config(self) -> dict:
-        """Flower's run config (keys with dashes)."""
-        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_run_config(cls, run_config) -> "Diff2Config":
-        """From Flower's run config; keys it does not know are ignored, missing ones take the defaults."""
-        names = {f.name: f.type for f in fields(cls)}
-        kwargs = {}
-        for key, value in dict(run_config).items():
-            name = key.replace("-", "_")
-            if name in names:
-                kwargs[name] = value
-        return cls(**kwargs)
-
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
@@ -128,9 +131,10 @@ def client_data(config: Diff2Config, partition_id: int, device=None) -> tuple[to
 diff2_client_app = ClientApp()
 
 
-def _partition(msg: Message, context: Context) -> tuple[Diff2Config, int]:
-    """The run's config (sent by the server in every message) and this node's partition id (its node config)."""
-    config = Diff2Config.from_run_config(msg.content["config"])
+def node_partition(msg: Message, context: Context, config_cls=None) -> tuple:
+    """The run's config (sent by the server in every message, as a `config_cls` run config; default Diff2Config)
+    and this node's partition id (its node config). ValueError if the node belongs to a federation of another size."""
+    config = (config_cls or Diff2Config).from_run_config(msg.content["config"])
     node = context.node_config
     if "num-partitions" in node and int(node["num-partitions"]) != config.num_partitions:
         raise ValueError(f"this node belongs to a federation of {node['num-partitions']} partitions, the run expects "
@@ -141,7 +145,7 @@ def _partition(msg: Message, context: Context) -> tuple[Diff2Config, int]:
 @diff2_client_app.query()
 def diff2_client_query(msg: Message, context: Context) -> Message:
     """Report the node's partition id and its number of records."""
-    config, pid = _partition(msg, context)
+    config, pid = node_partition(msg, context)
     _, targets = client_data(config, pid)
     return Message(RecordDict({"metrics": MetricRecord({"partition-id": pid, "count": int(targets.shape[0])})}),
                    reply_to=msg)
@@ -151,7 +155,7 @@ def diff2_client_query(msg: Message, context: Context) -> Message:
 def diff2_client_train(msg: Message, context: Context) -> Message:
     """One client's DIFF2 message: `client_step` on its own records, for the x (and prev, for a difference round)
     and the clip the server sent; the noise is the server's business."""
-    config, pid = _partition(msg, context)
+    config, pid = node_partition(msg, context)
     r = int(msg.content["config"]["round"])
     if (r, pid) in config.dropped():                  # the test hook: this node answers with an error, no content
         return Message(Error(code=0, reason=f"client {pid} drops out of round {r} (the run's drop hook)"), reply_to=msg)
@@ -179,14 +183,20 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
 _log = logging.getLogger("learnthy_nb.flower")
 
 
-def _ask(grid: Grid, node_ids: list[int], message_type: str, config: Diff2Config, round_: int,
-         arrays: Optional[dict] = None) -> dict[int, Message]:
-    """Send one message to every node and return the successful replies by partition id (failures are logged)."""
-    content = RecordDict({"config": ConfigRecord({**config.to_run_config(), "round": round_})})
-    if arrays is not None:
-        content["arrays"] = to_record(arrays)
-    messages = [Message(content=content, message_type=message_type, dst_node_id=i, group_id=str(round_))
-                for i in node_ids]
+def ask_nodes(grid: Grid, node_ids: list[int], message_type: str, config, round_: int,
+              arrays: Optional[dict] = None, extra: Optional[dict] = None) -> dict[int, Message]:
+    """Send a message of `message_type` to every node and return the successful replies by partition id (a reply's
+    metrics carry "partition-id"; failures and missing replies are left out and logged). Each message holds the run
+    config (`config.to_run_config()`, plus "round") and, if given, `arrays`: tensors for every node, or
+    {node_id: tensors} per node; `extra`: {node_id: {key: value}} added to a node's config."""
+    messages = []
+    for i in node_ids:
+        content = RecordDict({"config": ConfigRecord({**config.to_run_config(), "round": round_,
+                                                      **(extra or {}).get(i, {})})})
+        if arrays:
+            per_node = all(isinstance(k, int) for k in arrays)
+            content["arrays"] = to_record(arrays[i] if per_node else arrays)
+        messages.append(Message(content=content, message_type=message_type, dst_node_id=i, group_id=str(round_)))
     replies = {}
     for m in grid.send_and_receive(messages, timeout=config.timeout):
         if m.has_error():
@@ -205,7 +215,7 @@ def run_diff2_server(grid: Grid, config: Diff2Config) -> torch.Tensor:
     sensitivity 2C/n and the privacy accounting do not change); a round with no reply at all raises RuntimeError.
     Returns the iterates [R + 1, d] (CPU, config's dtype)."""
     node_ids = wait_for_nodes(grid, config.num_partitions, config.connect_timeout)
-    sizes = _ask(grid, node_ids, MessageType.QUERY, config, -1)
+    sizes = ask_nodes(grid, node_ids, MessageType.QUERY, config, -1)
     if sorted(sizes) != list(range(config.num_partitions)):
         raise RuntimeError(f"expected partitions 0..{config.num_partitions - 1} to answer, got {sorted(sizes)}")
     n = sum(int(m.content["metrics"]["count"]) for m in sizes.values())
@@ -220,7 +230,7 @@ def run_diff2_server(grid: Grid, config: Diff2Config) -> torch.Tensor:
         sums = []
         for prev, clip in server.queries():
             arrays = {"x": server.x, "clip": clip, **({} if prev is None else {"prev": prev})}
-            replies = _ask(grid, node_ids, MessageType.TRAIN, config, r, arrays)
+            replies = ask_nodes(grid, node_ids, MessageType.TRAIN, config, r, arrays)
             if not replies:
                 raise RuntimeError(f"round {r}: no client replied")
             sums.append(sum(from_record(replies[p].content["arrays"])["sum"] for p in sorted(replies)))
@@ -255,10 +265,11 @@ def diff2_reference(config: Diff2Config) -> torch.Tensor:
                      desc=None)
 
 # %% ../nbs/43_flower.ipynb #c021
-def simulate_diff2(config: Diff2Config, *, backend_config: Optional[dict] = None) -> torch.Tensor:
-    """Run the apps on Flower's simulation engine (virtual SuperNodes, Ray actors, one process) and return the
-    server's iterates [R + 1, d]. Flower 1.42 marks `run_simulation` as deprecated in favour of `flwr run`
-    with a simulation federation; it is kept here because it returns control (and the result) to the caller."""
+def simulate(run_server: Callable, client_app: ClientApp, config, *, backend_config: Optional[dict] = None):
+    """Run an app on Flower's simulation engine (virtual SuperNodes, Ray actors, one process): the server app is
+    `run_server(grid, config)` and its return value is returned; config.num_partitions virtual nodes run
+    `client_app`. Flower 1.42 marks `run_simulation` as deprecated in favour of `flwr run` with a simulation
+    federation; it is kept here because it returns control (and the result) to the caller."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")     # no GPU is asked for: silence Ray's notice
     from flwr.simulation import run_simulation
     result = {}
@@ -266,14 +277,19 @@ def simulate_diff2(config: Diff2Config, *, backend_config: Optional[dict] = None
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        result["history"] = run_diff2_server(grid, config)
+        result["value"] = run_server(grid, config)
 
     backend_config = backend_config or {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                         "init_args": {"logging_level": "ERROR", "log_to_driver": False}}
-    run_simulation(app, diff2_client_app, num_supernodes=config.num_partitions, backend_config=backend_config)
-    if "history" not in result:
+    run_simulation(app, client_app, num_supernodes=config.num_partitions, backend_config=backend_config)
+    if "value" not in result:
         raise RuntimeError("the Flower simulation ended without the server's result (see its log above)")
-    return result["history"]
+    return result["value"]
+
+
+def simulate_diff2(config: Diff2Config, *, backend_config: Optional[dict] = None) -> torch.Tensor:
+    """DIFF2's apps on the simulation engine: the server's iterates [R + 1, d]."""
+    return simulate(run_diff2_server, diff2_client_app, config, backend_config=backend_config)
 
 # %% ../nbs/43_flower.ipynb #c023
 def _toml_value(value) -> str:
@@ -321,8 +337,21 @@ clientapp = "{clientapp}"
     return directory
 
 # %% ../nbs/43_flower.ipynb #c024
+def _free_ports(count: int) -> list[int]:
+    """`count` TCP ports on localhost that the operating system reports free now."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen, name: str) -> None:
-    import socket
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc.poll() is not None:
@@ -334,19 +363,25 @@ def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen, name: str)
     raise TimeoutError(f"{name} did not listen on port {port} within {timeout:g} s")
 
 
-def deploy_local(config, *, port: int = 19200, workdir=None, timeout: float = 600.0,
+def deploy_local(config, *, port: Optional[int] = None, workdir=None, timeout: float = 600.0,
                  serverapp: str = "learnthy_nb.flower:diff2_server_app",
                  clientapp: str = "learnthy_nb.flower:diff2_client_app") -> tuple[object, str]:
     """Deploy the apps as a real federation on this machine: a SuperLink (HTTP on `port`) and one SuperNode per
-    partition (each its own process, owning its partition, with its own port `port + 1 + p`), all talking over
+    partition (each its own process, owning its partition, with its own port `port + 1 + p`; port None: ports the
+    operating system reports free, so that two deployments on one machine do not meet), all talking over
     localhost exactly as separate machines would; then `flwr run` submits the app (written by `write_app`) and
     streams its log. Everything runs under a fresh FLWR_HOME in `workdir` (default: a temporary folder, removed
     after), and every process started here is stopped on the way out, also on failure. `flwr run` exits 0 even
-    when the server app failed, so the result file is the check: RuntimeError (with the log's tail) if it is missing.
+    when the server app failed, so the result file is the check: the run goes on on the SuperLink if the log stream
+    breaks, so the result is awaited until `timeout`; RuntimeError (with the log's tail) if it does not come.
     config: a `Diff2Config` (default apps: DIFF2), or another app's config dataclass with `num_partitions`, `out` and
     `to_run_config()`, whose server app saves its result to `out` with torch.save.
     Returns (the saved result: DIFF2's iterates [R + 1, d], the `flwr run` log)."""
-    port = int(check_range("port", port, 1024, 65535 - 1 - config.num_partitions, integer=True))
+    if port is None:
+        ports = _free_ports(1 + config.num_partitions)
+    else:
+        port = int(check_range("port", port, 1024, 65535 - 1 - config.num_partitions, integer=True))
+        ports = [port + i for i in range(1 + config.num_partitions)]
     timeout = float(check_range("timeout", timeout, 0, low_inclusive=False))
     bindir = Path(sys.executable).parent
     if not (bindir / "flower-superlink").exists():
@@ -356,7 +391,7 @@ def deploy_local(config, *, port: int = 19200, workdir=None, timeout: float = 60
     home = work / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(f'[superlink]\ndefault = "learnthy-local"\n\n[superlink.learnthy-local]\n'
-                                      f'address = "127.0.0.1:{port}"\ninsecure = true\n')
+                                      f'address = "127.0.0.1:{ports[0]}"\ninsecure = true\n')
     out = work / "iterates.pt"
     app = write_app(work / "app", replace(config, out=str(out)), serverapp=serverapp, clientapp=clientapp)
     env = {**os.environ, "FLWR_HOME": str(home), "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -370,18 +405,21 @@ def deploy_local(config, *, port: int = 19200, workdir=None, timeout: float = 60
         return procs[-1]
 
     try:
-        link = start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(port),
+        link = start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(ports[0]),
                                    "--disable-runtime-dependency-installation"])
-        _wait_for_port(port, 60, link, "the SuperLink")
+        _wait_for_port(ports[0], 60, link, "the SuperLink")
         for p in range(config.num_partitions):
-            node = start(f"supernode{p}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{port}",
-                                           "--port", str(port + 1 + p),
+            node = start(f"supernode{p}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{ports[0]}",
+                                           "--port", str(ports[1 + p]),
                                            "--node-config", f"partition-id={p} num-partitions={config.num_partitions}"])
-            _wait_for_port(port + 1 + p, 60, node, f"SuperNode {p}")
+            _wait_for_port(ports[1 + p], 60, node, f"SuperNode {p}")
+        start_time = time.monotonic()
         run = subprocess.run([str(bindir / "flwr"), "run", str(app), "learnthy-local", "--stream"], env=env,
                              capture_output=True, text=True, timeout=timeout)
         log = run.stdout + run.stderr
-        if run.returncode != 0 or not out.exists():
+        while not out.exists() and time.monotonic() - start_time < timeout and link.poll() is None:
+            time.sleep(1)                        # the log stream broke, the run may still be going on
+        if not out.exists():
             raise RuntimeError(f"the deployed run failed (exit code {run.returncode}); the end of its log:\n{log[-3000:]}")
         return torch.load(out, weights_only=False), log
     finally:

@@ -4,45 +4,18 @@ iterates, with and without drop-outs; the drop-out rule; waiting for nodes; ever
 
 The Flower runs start in a subprocess with a hard timeout (a broken Ray install or a hung SuperNode must fail the
 test, not hang it) and clean up the processes they start."""
-import json
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 
 pytest.importorskip("flwr")
 
-from flwr.app import Context, RecordDict                                    # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity                       # noqa: E402
-
+from flower_grid import LocalGrid, in_subprocess                          # noqa: E402
 from learnthy_nb.flower import (Diff2Config, client_data, deploy_local, diff2_client_app, diff2_reference,  # noqa: E402
                                 from_record, run_diff2_server, to_record, wait_for_nodes, write_app)
 
-# Messages can only be created inside a Flower task; the local grid below plays the task (flwr's internal identity).
-TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
 
-
-class LocalGrid:
-    """A Grid without a network: node 100 + p owns partition p (or `partitions[i]`) and answers by calling the
-    client app directly."""
-
-    def __init__(self, n_nodes: int, partitions=None, num_partitions=None):
-        self.partitions = list(partitions if partitions is not None else range(n_nodes))
-        self.num_partitions = num_partitions or n_nodes
-
-    def get_node_ids(self):
-        return [100 + i for i in range(len(self.partitions))]
-
-    def send_and_receive(self, messages, *, timeout=None):
-        out = []
-        for m in messages:
-            i = m.metadata.dst_node_id - 100
-            ctx = Context(run_id=1, node_id=m.metadata.dst_node_id, state=RecordDict(), run_config={},
-                          node_config={"partition-id": self.partitions[i], "num-partitions": self.num_partitions})
-            out.append(diff2_client_app(m, ctx))
-        return out
+def grid(n_nodes, **kwargs):
+    return LocalGrid(diff2_client_app, n_nodes, **kwargs)
 
 
 SMALL = Diff2Config(n_samples=240, num_partitions=3, rounds=6, period=2, noise1=0.8, noise2=1.1)
@@ -53,7 +26,7 @@ SMALL = Diff2Config(n_samples=240, num_partitions=3, rounds=6, period=2, noise1=
                                     Diff2Config(n_samples=240, num_partitions=1, rounds=4, period=2, noise1=0.0,
                                                 noise2=0.0, dtype="float32")])
 def test_server_and_client_apps_equal_the_in_process_engine(config):
-    history = run_diff2_server(LocalGrid(config.num_partitions), config)
+    history = run_diff2_server(grid(config.num_partitions), config)
     reference = diff2_reference(config)
     assert history.shape == (config.rounds + 1, 64) and history.dtype == config.torch_dtype
     atol = 1e-12 if config.dtype == "float64" else 1e-6
@@ -62,9 +35,9 @@ def test_server_and_client_apps_equal_the_in_process_engine(config):
 
 
 def test_a_dropped_reply_is_missing_from_the_sum_not_from_n():
-    full = run_diff2_server(LocalGrid(3), SMALL)
+    full = run_diff2_server(grid(3), SMALL)
     from dataclasses import replace
-    dropped = run_diff2_server(LocalGrid(3), replace(SMALL, drop="0:1"))
+    dropped = run_diff2_server(grid(3), replace(SMALL, drop="0:1"))
     features, targets = client_data(SMALL, 1)
     from learnthy_nb.federated import LogisticNonconvex, client_step
     missing = client_step(LogisticNonconvex(SMALL.lam), torch.zeros(1, 64, dtype=torch.float64), None, features[None],
@@ -77,21 +50,21 @@ def test_a_dropped_reply_is_missing_from_the_sum_not_from_n():
 def test_a_round_without_replies_stops_the_run():
     from dataclasses import replace
     with pytest.raises(RuntimeError, match="no client replied"):
-        run_diff2_server(LocalGrid(3), replace(SMALL, drop="2:0 2:1 2:2"))
+        run_diff2_server(grid(3), replace(SMALL, drop="2:0 2:1 2:2"))
 
 
 def test_unexpected_partitions_stop_the_run():
     with pytest.raises(RuntimeError, match="partitions"):
-        run_diff2_server(LocalGrid(3, partitions=[0, 1, 1]), SMALL)
+        run_diff2_server(grid(3, partitions=[0, 1, 1]), SMALL)
     with pytest.raises(ValueError, match="partitions"):                     # a node of another federation
-        run_diff2_server(LocalGrid(3, num_partitions=4), SMALL)
+        run_diff2_server(grid(3, num_partitions=4), SMALL)
 
 
 def test_wait_for_nodes_times_out_on_an_empty_grid():
-    grid = LocalGrid(0)
+    empty = grid(0)
     with pytest.raises(TimeoutError, match="0 of 2 nodes"):
-        wait_for_nodes(grid, 2, timeout=0.3)
-    assert wait_for_nodes(LocalGrid(3), 2, timeout=0.3) == [100, 101, 102]
+        wait_for_nodes(empty, 2, timeout=0.3)
+    assert wait_for_nodes(grid(3), 2, timeout=0.3) == [100, 101, 102]
 
 
 def test_records_round_trip_and_client_data():
@@ -133,17 +106,9 @@ def test_deploy_local_checks_its_arguments():
         deploy_local(SMALL, timeout=0)
 
 
-def _in_subprocess(code: str, timeout: float) -> dict:
-    """Run `code` (which prints one JSON line last) in a fresh interpreter, killed after `timeout` seconds."""
-    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                         timeout=timeout, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
-    assert run.returncode == 0, f"exit code {run.returncode}:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
-    return json.loads(run.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.flower
 def test_flower_simulation_equals_the_in_process_engine():
-    out = _in_subprocess("""
+    out = in_subprocess("""
         import json, logging
         for name in ("flwr", "ray"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -157,13 +122,13 @@ def test_flower_simulation_equals_the_in_process_engine():
 
 @pytest.mark.flower
 def test_deployment_of_superlink_and_supernodes_equals_the_in_process_engine():
-    """A SuperLink and two SuperNodes as separate processes over localhost, launched with `flwr run` (non-default
+    """A SuperLink and two SuperNodes as separate processes over localhost, launched with `flwr run` (free
     ports, a temporary FLWR_HOME); a client drops out of one round."""
-    out = _in_subprocess("""
+    out = in_subprocess("""
         import json
         from learnthy_nb.flower import Diff2Config, deploy_local, diff2_reference
         config = Diff2Config(n_samples=240, num_partitions=2, rounds=3, period=2, drop="1:1")
-        history, log = deploy_local(config, port=19500, timeout=360)
+        history, log = deploy_local(config, timeout=360)
         print(json.dumps({"gap": float((history - diff2_reference(config)).abs().max()), "rounds": history.shape[0],
                           "started": "Successfully started run" in log}))
     """, timeout=420)

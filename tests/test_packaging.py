@@ -98,8 +98,8 @@ def _third_party(pairs) -> set:
 
 # Modules of the package, and the chapters that export them, whose third-party imports an optional extra provides
 # (Flower needs Python >= 3.11, so it cannot be a runtime dependency of a package that supports 3.9).
-EXTRA_OF_MODULE = {"flower": "fl"}
-EXTRA_OF_CHAPTER = {"43_flower": "fl"}
+EXTRA_OF_MODULE = {"flower": "fl", "scalablefl_flower": "fl"}
+EXTRA_OF_CHAPTER = {"43_flower": "fl", "46_scalablefl_flower": "fl"}
 
 
 def _extra(name: str) -> dict:

@@ -20,7 +20,7 @@ from learnthy_nb.transformer import TokenSelectionTask
 from learnthy_nb.transformer_beyond import kernel_ridge_excess_risk
 
 # Modules of an optional extra (module -> what the extra provides): imported only where it is installed.
-OPTIONAL = {"flower": "flwr"}                   # the [fl] extra (Flower needs Python >= 3.11)
+OPTIONAL = {"flower": "flwr", "scalablefl_flower": "flwr"}                   # the [fl] extra (Flower needs Python >= 3.11)
 names = sorted(m.name for m in pkgutil.iter_modules(learnthy_nb.__path__) if not m.name.startswith("_"))
 skipped = [n for n in names if n in OPTIONAL and importlib.util.find_spec(OPTIONAL[n]) is None]
 for name in names:
