@@ -267,7 +267,9 @@ class SelectiveTransformer(nn.Module):
         if self.L is not None and X.shape[1] != self.L:
             raise ValueError(f"X must have L={self.L} tokens (X.shape[1]), got {X.shape[1]}")
 
-    def _run(self, X: torch.Tensor, last_only: bool) -> torch.Tensor:
+    def _run(self, X: torch.Tensor, first: int) -> torch.Tensor:
+        """Predictions at the positions t >= first, [n, L - first]: the last layer is evaluated there only (its
+        other positions are never read out); the layers below it at every position."""
         L = X.shape[1]
         h = self.embed(X)
         if self.positional:
@@ -275,9 +277,9 @@ class SelectiveTransformer(nn.Module):
         mask = window_mask(L, self.window, device=X.device)
         attention = []
         for layer, (attn, ffn) in enumerate(zip(self.attn, self.ffn)):
-            if last_only and layer == self.n_layers - 1:        # only the last position is read out
-                out, w = attn(h[:, -1:], h, mask[-1:])
-                h = h[:, -1:] + out
+            if first > 0 and layer == self.n_layers - 1:         # only positions >= first are read out
+                out, w = attn(h[:, first:], h, mask[first:])
+                h = h[:, first:] + out
             else:
                 out, w = attn(h, h, mask)
                 h = h + out
@@ -290,17 +292,19 @@ class SelectiveTransformer(nn.Module):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Prediction at the last position, [n]."""
         self._check_X(X)
-        return self._run(X, last_only=True)[:, -1]
+        return self._run(X, first=X.shape[1] - 1)[:, -1]
 
-    def sequence(self, X: torch.Tensor) -> torch.Tensor:
-        """One prediction per position (the shift-equivariant seq-to-seq map), [n, L]."""
+    def sequence(self, X: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """One prediction per position t >= first (the shift-equivariant seq-to-seq map), [n, L - first]."""
         self._check_X(X)
-        return self._run(X, last_only=False)
+        first = int(check_range("first", first, 0, X.shape[1] - 1, integer=True))
+        return self._run(X, first=first)
 
     def attention_weights(self, X: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
         """Attention maps of the last forward (or of `forward(X)` run now): one [n, heads, Q, L] per layer.
 
-        Q = 1 in the last layer of `forward` (the read-out position) and L otherwise.
+        Q = 1 in the last layer of `forward` (the read-out position), L - first in the last layer of
+        `sequence(X, first)`, and L otherwise.
         """
         if X is not None:
             with torch.no_grad():

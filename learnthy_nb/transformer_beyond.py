@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .core import fit_power_law, progress
+from .core import fit_power_law, glue, progress
 from .transformer import (FlatMLP, SelectionTask, TokenSelectionTask, fit_sweep, kernel_ridge_excess_risk,
                                      matched_mlp_width, n_parameters, training_sets)
 
@@ -38,7 +38,7 @@ def run_config(task: SelectionTask, n: int, seeds: int, *, d_model: int, n_heads
     return out
 
 # %% auto #0
-__all__ = ['LK_KINDS', 'run_config', 'lk_sweeps', 'run_lk_study', 'fit_lk_study', 'plot_lk_study']
+__all__ = ['LK_KINDS', 'run_config', 'lk_sweeps', 'run_lk_study', 'fit_lk_study', 'plot_lk_study', 'report_lk_study']
 
 # %% ../nbs/21_transformer_beyond.ipynb #c004b
 LK_KINDS = (("transformer", "C0"), ("mlp", "C1"), ("krr", "C2"))     # the estimators of a study and their colours
@@ -83,3 +83,26 @@ def plot_lk_study(results: dict, sweeps: dict, fits: dict, var_f: float, n: int)
     fig.tight_layout()
     return fig
 
+
+# %% ../nbs/21_transformer_beyond.ipynb #c004d
+def report_lk_study(results: dict, sweeps: dict, fits: dict, prefix: str, *, attention: bool = False) -> None:
+    """Print the study's table along each sweep (seed means of every estimator's excess risk, and of the attention
+    mass when `attention`) and each fit's slope with its interval, and glue them for the prose:
+    {prefix}_{sweep}_{kind}_slope / _lo / _hi, {prefix}_{sweep}_{kind}_{x} (and {prefix}_{sweep}_mass_{x})."""
+    for s, (xs, cs, _) in sweeps.items():
+        print(f"excess risk (mean over seeds) against {s}:")
+        print(f"{s:>5} " + " ".join(f"{kind:>12}" for kind, _ in LK_KINDS) + (f" {'attn mass':>10}" if attention else ""))
+        for x, c in zip(xs, cs):
+            print(f"{x:>5} " + " ".join(f"{results[c][kind].mean():>12.4f}" for kind, _ in LK_KINDS)
+                  + (f" {results[c]['mass'].mean():>10.2f}" if attention else ""))
+        for kind, _ in LK_KINDS:
+            f = fits[(s, kind)]
+            print(f"  slope of log risk vs log {s}, {kind:>11}: {f.exponent:.2f} [{f.ci_low:.2f}, {f.ci_high:.2f}]")
+            glue(f"{prefix}_{s}_{kind}_slope", round(f.exponent, 2))
+            glue(f"{prefix}_{s}_{kind}_lo", round(f.ci_low, 2))
+            glue(f"{prefix}_{s}_{kind}_hi", round(f.ci_high, 2))
+            for x, c in zip(xs, cs):
+                glue(f"{prefix}_{s}_{kind}_{x}", round(float(results[c][kind].mean()), 4))
+        if attention:
+            for x, c in zip(xs, cs):
+                glue(f"{prefix}_{s}_mass_{x}", round(float(results[c]["mass"].mean()), 2))

@@ -100,7 +100,7 @@ class SequenceReadout(nn.Module):
         self.model = model
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.model.sequence(X)[:, self.L - 1:]
+        return self.model.sequence(X, first=self.L - 1)
 
 
 class WindowMLP(FlatMLP):
@@ -153,8 +153,8 @@ def sequence_attention_mass(model: SelectiveTransformer, task: SequenceSelection
     n_test = int(check_range("n_test", n_test, 1, None, integer=True))
     p = next(model.parameters())
     X, _ = task.sample(n_test, generator, device=p.device, dtype=p.dtype)
-    model.sequence(X)
-    w = model.attention_weights()[-1][:, :, task.L - 1:, :]                 # [n, H, P, T]
+    model.sequence(X, first=task.L - 1)
+    w = model.attention_weights()[-1]                 # [n, H, P, T]
     idx = task.ranked_index(X, rank)[:, None, :, None].expand(-1, w.shape[1], -1, 1)
     return w.gather(-1, idx).squeeze(-1).mean(dim=(0, 2)).cpu()
 

@@ -118,6 +118,26 @@ def test_fingerprint_sees_code_and_package_changes(tmp_path):
         book_tools.PKG = old
 
 
+def test_in_place_execution_keeps_prose_edited_meanwhile_and_refuses_changed_code():
+    nb = json.loads((ROOT / "nbs" / "00_core.ipynb").read_text())
+    executed = json.loads(json.dumps(nb))
+    executed["metadata"]["learnthy"] = {"fingerprint": "new"}
+    code = next(c for c in executed["cells"] if c["cell_type"] == "code" and c.get("outputs"))
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["new output\n"]}]
+    current = json.loads(json.dumps(nb))
+    md = next(c for c in current["cells"] if c["cell_type"] == "markdown")
+    md["source"] = _src(md) + " edited while executing"
+    current["cells"].insert(1, {"cell_type": "markdown", "id": "added", "metadata": {}, "source": ["A new paragraph."]})
+    merged = book_tools.merge_outputs(current, executed)
+    assert merged["metadata"]["learnthy"] == {"fingerprint": "new"}
+    assert [c.get("id") for c in merged["cells"]] == [c.get("id") for c in current["cells"]]
+    assert any(_src(c).endswith("edited while executing") for c in merged["cells"])
+    assert any(c.get("outputs") == code["outputs"] for c in merged["cells"] if c["cell_type"] == "code")
+    changed = json.loads(json.dumps(current))
+    next(c for c in changed["cells"] if c["cell_type"] == "code")["source"] = ["x = 2"]
+    assert book_tools.merge_outputs(changed, executed) is None
+
+
 # --------------------------------------------------------------------------------------------- recorded claims
 def _claims(path):
     return book_tools.claims(json.loads(path.read_text()))

@@ -2,6 +2,7 @@
 
 Run after the book is built (`make test` builds it first): `pytest -m site tests/`.
 """
+import html
 import re
 import shutil
 import subprocess
@@ -73,18 +74,109 @@ def _chapters():
     return sorted(p for p in (HTML / "nbs").glob("*.html"))
 
 
-def test_no_raw_tex_on_any_chapter(built, tmp_path_factory):
-    """Every chapter's math is typeset: no `$$`, `\\frac`, ... left as text, no MathJax error."""
+def _pages():
+    """Every page of the book: the chapters and the pages of book/ (intro, notation, results, ...)."""
+    return _chapters() + sorted(p for p in (HTML / "book").glob("*.html"))
+
+
+@pytest.fixture(scope="module")
+def rendered(built, tmp_path_factory):
+    """Each page's DOM after the browser ran its scripts (MathJax), dumped once for all the checks below."""
     profile = tmp_path_factory.mktemp("chromium-profile-all")
-    for page in _chapters():
+    doms = {}
+    for page in _pages():
         out = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
                              capture_output=True, text=True, timeout=180)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert "<mjx-container" in out.stdout, page.name
-        assert "<mjx-merror" not in out.stdout, page.name
-        text = _visible_text(out.stdout)
+        assert out.returncode == 0, (page.name, out.stderr[-2000:])
+        doms[page] = out.stdout
+    return doms
+
+
+def test_no_raw_tex_on_any_chapter(rendered):
+    """Every chapter's math is typeset: no `$$`, `\\frac`, ... left as text, no MathJax error."""
+    for page, dom in rendered.items():
+        if page.parent.name != "nbs":
+            continue
+        assert "<mjx-container" in dom, page.name
+        assert "<mjx-merror" not in dom, page.name
+        text = _visible_text(dom)
         leftovers = re.findall(r"\$\$|\\(?:frac|mathbb|mathrm|sum|int|left|right|begin)\b", text)
         assert not leftovers, (page.name, leftovers[:5], text[max(0, text.find(leftovers[0]) - 200):][:400])
+
+
+# MyST markup that did not become what it names: a directive (```{prf:theorem} ... with :label:) that
+# the parser left as text or as a code box, a role ({cite:t}`key`, {glue:text}`name`, {numref}`label`)
+# printed literally, e.g. because it sits inside a directive's title or inside $...$ math.
+RAW_MARKUP = re.compile(r"```\{|\{prf:|:label:|\{cite|\{glue|\{numref|\{doc\}|\{ref\}`|\{eq\}`"
+                        r"|\{[A-Za-z][\w-]*(?::[\w-]+)?\}`")
+# TeX that nothing typesets: a dollar sign, \( or \[, a control word such as \mathbb, or (in a title, link
+# text or caption, where a {doc} or {ref} reference prints the target's math as its bare source) a sub- or
+# superscript such as W_1 or n^{-1/2}.
+RAW_TEX = re.compile(r"\$|\\[(\[]|\\[A-Za-z]+|(?<![\w\\])[A-Za-z]_\{?\w|\^\{?[-\w]")
+
+
+def _unescape(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", fragment))
+
+
+def _reader_text(dom: str) -> str:
+    """What a reader sees as text: no scripts, no typeset math, no chapter code (code cells may quote markup)."""
+    dom = re.sub(r"<(script|style|mjx-container)\b.*?</\1>", " ", dom, flags=re.S)
+    dom = re.sub(r'<div class="highlight-ipython3[^"]*">.*?</pre>', " ", dom, flags=re.S)
+    return _unescape(dom)
+
+
+def _excerpt(text: str, match: re.Match) -> str:
+    return " ".join(text[max(0, match.start() - 150):match.end() + 150].split())
+
+
+def test_no_raw_directive_or_role_text_on_any_page(rendered):
+    """No page shows MyST markup as text, in its prose, in a code box or inside math (whose TeX source is
+    read from the built HTML, since typeset math hides it)."""
+    problems = []
+    for page, dom in rendered.items():
+        text = _reader_text(dom)
+        problems += [(page.name, _excerpt(text, m)) for m in RAW_MARKUP.finditer(text)]
+        source = page.read_text()
+        for math in re.findall(r'<(span|div) class="math[^"]*">(.*?)</\1>', source, flags=re.S):
+            found = RAW_MARKUP.search(html.unescape(math[1]))
+            if found:
+                problems.append((page.name, "in math: " + " ".join(html.unescape(math[1]).split())[:300]))
+    assert not problems, problems[:10]
+
+
+def test_titles_links_and_captions_have_no_raw_tex(rendered):
+    """A page title (the browser tab, the sidebar, the previous/next links) cannot typeset math, so the
+    chapters' H1 titles carry none; link texts and figure captions show no untypeset TeX."""
+    problems = []
+    for page, dom in rendered.items():
+        title = re.search(r"<title>(.*?)</title>", dom, flags=re.S)
+        assert title, page.name
+        if RAW_TEX.search(html.unescape(title.group(1))):
+            problems.append((page.name, "title", html.unescape(title.group(1))))
+        for h1 in re.findall(r"<h1\b.*?</h1>", page.read_text(), flags=re.S):  # the page header repeats it as text
+            if 'class="math' in h1 or RAW_TEX.search(_unescape(h1)):
+                problems.append((page.name, "h1", " ".join(_unescape(h1).split())))
+        body = re.sub(r"<(script|style|mjx-container)\b.*?</\1>", " ", dom, flags=re.S)
+        for kind, pattern in [("link", r"<a\b[^>]*>(.*?)</a>"), ("caption", r"<figcaption\b[^>]*>(.*?)</figcaption>")]:
+            for fragment in re.findall(pattern, body, flags=re.S):
+                if kind == "link" and "<code" in fragment:
+                    continue  # a link to an API name (fit_power_law) is code, not prose
+                text = _unescape(fragment)
+                if RAW_TEX.search(text) or RAW_MARKUP.search(text):
+                    problems.append((page.name, kind, " ".join(text.split())[:200]))
+    assert not problems, problems[:10]
+
+
+def test_no_empty_table_on_any_page(rendered):
+    """Every table has at least one body cell with text (an empty results table is a failed build step)."""
+    problems = []
+    for page, dom in rendered.items():
+        for table in re.findall(r"<table\b.*?</table>", dom, flags=re.S):
+            cells = re.findall(r"<td\b[^>]*>(.*?)</td>", table, flags=re.S)
+            if not any(_unescape(c).strip() or "<mjx-container" in c or "<img" in c for c in cells):
+                problems.append((page.name, " ".join(_unescape(table).split())[:200]))
+    assert not problems, problems
 
 
 def test_colab_launch_link(built):

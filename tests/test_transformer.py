@@ -41,6 +41,12 @@ def test_shapes_and_attention_respects_window():
     assert torch.all(w_last[..., :6] == 0)                      # last position sees only tokens 6..9
     # forward (last position only) agrees with the full sequence map at the last position
     torch.testing.assert_close(model(X), model.sequence(X)[:, -1])
+    # sequence(X, first) evaluates the last layer at positions >= first only: the tail of the full map
+    full = model.sequence(X)
+    torch.testing.assert_close(model.sequence(X, first=4), full[:, 4:])
+    assert model.attention_weights()[-1].shape == (5, 2, 6, 10)
+    with pytest.raises(ValueError, match="first"):
+        model.sequence(X, first=10)
 
 
 def test_sequence_output_depends_only_on_window():

@@ -188,6 +188,21 @@ def _execute_one(path: str, out: str, scale: str, timeout: int) -> None:
         raise SystemExit(1)
 
 
+def merge_outputs(current: dict, executed: dict) -> dict | None:
+    """The outputs of an in-place execution stored into the chapter as it is now: the current file's cells, each code
+    cell replaced by its executed counterpart (same id), and the executed notebook's metadata (the stamp). Markdown
+    edited while the chapter executed is kept; None if the code cells (ids and sources, in order) changed meanwhile,
+    since the outputs would then not be what the code prints."""
+    def code(nb):
+        return [(c.get("id"), "".join(c["source"]) if isinstance(c["source"], list) else c["source"])
+                for c in nb["cells"] if c["cell_type"] == "code"]
+    if code(current) != code(executed):
+        return None
+    by_id = {c.get("id"): c for c in executed["cells"] if c["cell_type"] == "code"}
+    cells = [by_id[c.get("id")] if c["cell_type"] == "code" else c for c in current["cells"]]
+    return {**current, "cells": cells, "metadata": executed["metadata"]}
+
+
 def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: int | None, timeout: int) -> int:
     """Execute chapters (up to `jobs` at once, one OpenMP thread each); one line per chapter as it ends."""
     env = dict(os.environ, LEARNTHY_SCALE=scale, LEARNTHY_QUIET="1")
@@ -212,9 +227,15 @@ def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: in
         seconds = time.perf_counter() - start
         moved = []
         if ok and out_dir is None:
-            moved = [("agrees:    " if agree else "DISAGREES: ") + why
-                     for agree, why in compare_claims(before, read_nb(target))]
-            target.replace(p)
+            executed = read_nb(target)
+            merged = merge_outputs(read_nb(p), executed)
+            target.unlink()
+            if merged is None:
+                ok, log = False, "the chapter's code cells changed while it was executing: its outputs were not stored"
+            else:
+                moved = [("agrees:    " if agree else "DISAGREES: ") + why
+                         for agree, why in compare_claims(before, executed)]
+                write_nb(p, merged)
         elif out_dir is None and target.exists():
             target.unlink()
         return p, ok, seconds, log, moved
