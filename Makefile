@@ -21,7 +21,7 @@ JB_ARGS := . --toc _toc.yml --path-output book -W -n --keep-going
 export OMP_NUM_THREADS ?= 1
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help venv book test export-check unit quick stale site site-test pages nbs reproduce paper gpu-check install-check clean mathjax
+.PHONY: help venv book test export-check unit flower-e2e quick stale site site-test pages nbs reproduce paper gpu-check install-check clean mathjax
 
 help:
 	@echo "make book       - set up, execute the chapters whose stored outputs are stale (parallel), render the site"
@@ -29,13 +29,16 @@ help:
 	@echo "make nbs        - re-execute chapters at book scale in place (CHAPTERS=\"10_diffusion 30_mfld\"; default all)"
 	@echo "make reproduce  - re-execute chapters at book scale in a scratch folder; compare with the stored claims"
 	@echo "make paper      - execute every chapter at paper scale (a GPU) into paper/"
+	@echo "make flower-e2e - the end-to-end Flower tests (simulation and deployment; chapters 43 and 46 also assert them)"
 	@echo "make gpu-check  - the CUDA tests (tests/test_cuda*.py) on a GPU, compared with the CPU"
 
 $(STAMP): pyproject.toml
+	@echo "venv: setting up .venv [$$(date +%T)]"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH)" 2>&1 | { $(PIPQUIET); }
 	$(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | { $(PIPQUIET); }
 	touch $(STAMP)
+	@echo "venv: ready [$$(date +%T)]"
 
 venv: $(STAMP)
 
@@ -47,7 +50,7 @@ book: $(STAMP)
 	@echo "The site is in book/_build/html (open book/_build/html/index.html)."
 
 test: $(STAMP) export-check unit quick site site-test
-	@echo "make test: all checks passed."
+	@echo "make test: all checks passed. [$$(date +%T)]"
 
 # 1. The package is exactly what nbdev_export makes from the notebooks.
 export-check: $(STAMP)
@@ -55,12 +58,18 @@ export-check: $(STAMP)
 	@if [ -n "$$(git status --porcelain -- learnthy_nb)" ]; then \
 	  git status --porcelain -- learnthy_nb; \
 	  echo "learnthy_nb/ is out of sync with nbs/: run .venv/bin/nbdev_export and commit."; exit 1; fi
-	@echo "export-check: learnthy_nb/ is in sync with the notebooks."
+	@echo "export-check: learnthy_nb/ is in sync with the notebooks. [$$(date +%T)]"
 
 # 2. Unit and property tests of the package, the chapters' conventions, stored outputs current (fingerprints)
 #    and recorded claims consistent.
+#    The end-to-end Flower runs (marker `flower`, ~3 min of process start-up and polling) are not repeated here:
+#    the quick stage executes chapters 43 and 46, which assert the same equalities; `make flower-e2e` runs them.
 unit: $(STAMP)
-	$(BIN)/pytest -q -n $(JOBS) -m "not site" -p no:cacheprovider tests
+	$(BIN)/pytest -q -n $(JOBS) -m "not site and not flower" -p no:cacheprovider tests
+	@echo "unit: done [$$(date +%T)]"
+
+flower-e2e: $(STAMP)
+	$(BIN)/pytest -q -n $(JOBS) -m flower -p no:cacheprovider tests
 
 # 3. Every chapter runs at quick scale (every cell executes; no output comparison), and its prose finds every
 #    glued number it uses.
@@ -69,6 +78,7 @@ quick: $(STAMP)
 	rm -rf $(QUICK_DIR)
 	$(BIN)/python tools/chapters.py run --scale quick --out $(QUICK_DIR) --jobs $(JOBS) $(CHAPTERS)
 	$(BIN)/python tools/chapters.py gluecheck $(QUICK_DIR) $(CHAPTERS)
+	@echo "quick: done [$$(date +%T)]"
 
 stale: $(STAMP)
 	$(BIN)/python tools/chapters.py stale
@@ -79,6 +89,7 @@ pages: $(STAMP)
 
 site: $(STAMP) pages
 	$(BIN)/jupyter-book build $(JB_ARGS) --config book/_config.yml
+	@echo "site: done [$$(date +%T)]"
 
 # 5. A real browser renders the pages: typeset math, figures, glued numbers, Colab link, results table.
 site-test: $(STAMP)

@@ -8,16 +8,18 @@ import os
 import platform
 import random
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SCALES', 'CLAIM_MIME', 'RELATIONS', 'get_device', 'seed_everything', 'resolve_generator', 'gaussian', 'uniform',
-           'integers', 'permutation', 'setup', 'get_scale', 'by_scale', 'PowerLawFit', 'fit_power_law', 'plot_rate',
-           'progress', 'glue', 'machine_info', 'DivergenceError', 'check_range', 'check_finite', 'haar_orthogonal',
-           'rbf_kernel', 'median_bandwidth', 'KernelRidgeFit', 'kernel_ridge', 'Claim', 'claim_verdict', 'record_claim',
+__all__ = ['SCALES', 'BANDWIDTH_FACTORS', 'RIDGES', 'CLAIM_MIME', 'RELATIONS', 'get_device', 'seed_everything',
+           'resolve_generator', 'gaussian', 'uniform', 'integers', 'permutation', 'setup', 'get_scale', 'by_scale',
+           'PowerLawFit', 'fit_power_law', 'plot_rate', 'progress', 'glue', 'machine_info', 'DivergenceError',
+           'check_range', 'check_finite', 'haar_orthogonal', 'rbf_kernel', 'median_bandwidth', 'KernelRidgeFit',
+           'kernel_ridge', 'TunedKernelRidge', 'rbf_kernel_ridge', 'Claim', 'claim_verdict', 'record_claim',
            'claim_agrees']
 
 # %% ../nbs/00_core.ipynb #c005
@@ -177,13 +179,18 @@ def _to_numpy(name: str, value: Any) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PowerLawFit:
-    """y ~ prefactor * x**exponent, with a bootstrap confidence interval [ci_low, ci_high]."""
+    """y ~ prefactor * x**exponent, with a confidence interval [ci_low, ci_high] for the exponent at `level`.
+
+    `method`: how the interval was computed, "seeds" (a t interval over the per-seed slopes) or "points" (a
+    percentile pairs bootstrap over the points); `n_points` the points fitted, `n_seeds` the seeds (curves)."""
     exponent: float
     prefactor: float
     ci_low: float
     ci_high: float
     level: float
     n_points: int
+    method: str = "points"
+    n_seeds: int = 1
 
     def predict(self, x: Any) -> np.ndarray:
         """prefactor * x**exponent."""
@@ -197,22 +204,39 @@ class PowerLawFit:
         return f"{self.exponent:.2f} [{self.ci_low:.2f}, {self.ci_high:.2f}]"
 
 
-def fit_power_law(x: Any, y: Any, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> PowerLawFit:
-    """Fit y = C * x**a by least squares on log-log axes; bootstrap CI for `a` over points.
+def _ols_slopes(LX: np.ndarray, LY: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares slope and intercept of LY on LX along the last axis."""
+    mx, my = LX.mean(-1, keepdims=True), LY.mean(-1, keepdims=True)
+    sxx = ((LX - mx) ** 2).sum(-1)
+    sxy = ((LX - mx) * (LY - my)).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = sxy / sxx
+    return slope, my[..., 0] - slope * mx[..., 0]
 
-    x: shape [m]; y: shape [m] or [m, r] (r repeats, e.g. seeds, of each x; each is one point).
-    Implements the slope of log y on log x and a percentile pairs-bootstrap interval at `level`.
+
+def fit_power_law(x: Any, y: Any, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                  method: Optional[str] = None) -> PowerLawFit:
+    """Fit y = C * x**a by least squares on log-log axes, with a confidence interval for `a` at `level`.
+
+    x: shape [m]; y: shape [m] or [m, r] (column j: seed j's curve, y at every x). The exponent is the slope of
+    log y on log x over all points (with r curves on one grid: the mean of the r per-seed slopes).
+    method "seeds" (the default when r >= 3): the points of one seed are not independent (nested training sets,
+    one initialisation), the seeds are, so the interval is Student's t over the r per-seed slopes,
+    mean +- t_{r-1} sd / sqrt(r). method "points" (the default otherwise): a percentile pairs bootstrap over all
+    points (`n_boot` resamples drawn with `seed`), which treats every point as independent. The toolkit chapter
+    measures both intervals' coverage.
     """
+    from scipy import stats
     xs, ys = _to_numpy("x", x), _to_numpy("y", y)
     if xs.ndim != 1:
         raise ValueError(f"x must be 1-D, got shape {xs.shape}")
-    if ys.ndim == 2 and ys.shape[0] == xs.shape[0]:
-        xs = np.repeat(xs, ys.shape[1])
-        ys = ys.reshape(-1)
-    elif ys.ndim != 1 or ys.shape[0] != xs.shape[0]:
+    if ys.ndim == 1 and ys.shape[0] == xs.shape[0]:
+        ys = ys[:, None]
+    elif ys.ndim != 2 or ys.shape[0] != xs.shape[0]:
         raise ValueError(f"y must have shape [len(x)] or [len(x), repeats]; got x {xs.shape} and y {ys.shape}")
-    if xs.size < 3:
-        raise ValueError(f"x and y need at least 3 points, got {xs.size}")
+    m, r = ys.shape
+    if m * r < 3:
+        raise ValueError(f"x and y need at least 3 points, got {m * r}")
     for name, arr in (("x", xs), ("y", ys)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} must be finite; it contains NaN or inf")
@@ -222,26 +246,29 @@ def fit_power_law(x: Any, y: Any, n_boot: int = 1000, seed: int = 0, level: floa
         raise ValueError(f"n_boot must be an integer >= 100, got {n_boot!r}")
     if not (isinstance(level, (float, int)) and 0 < level < 1):
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    lx, ly = np.log(xs), np.log(ys)
+    method = ("seeds" if r >= 3 else "points") if method is None else method
+    if method not in ("seeds", "points"):
+        raise ValueError(f"method must be 'seeds' or 'points', got {method!r}")
+    if method == "seeds" and r < 2:
+        raise ValueError(f"method 'seeds' needs y of shape [len(x), r] with r >= 2 seeds, got {ys.shape}")
+    lx = np.log(xs)
     if np.ptp(lx) == 0:
         raise ValueError("x must take at least two distinct values")
-
-    def slopes(LX: np.ndarray, LY: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mx, my = LX.mean(-1, keepdims=True), LY.mean(-1, keepdims=True)
-        sxx = ((LX - mx) ** 2).sum(-1)
-        sxy = ((LX - mx) * (LY - my)).sum(-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slope = sxy / sxx
-        return slope, my[..., 0] - slope * mx[..., 0]
-
-    slope, intercept = slopes(lx, ly)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, lx.size, size=(int(n_boot), lx.size))
-    boot, _ = slopes(lx[idx], ly[idx])
-    boot = boot[np.isfinite(boot)]
+    LX, LY = np.repeat(lx, r), np.log(ys).reshape(-1)
+    slope, intercept = _ols_slopes(LX, LY)
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return PowerLawFit(float(slope), float(np.exp(intercept)), float(lo), float(hi), float(level), int(lx.size))
+    if method == "seeds":
+        per_seed, _ = _ols_slopes(np.broadcast_to(lx, (r, m)), np.log(ys).T)
+        half = float(stats.t.ppf(1 - alpha, r - 1) * per_seed.std(ddof=1) / math.sqrt(r))
+        lo, hi = float(slope) - half, float(slope) + half
+    else:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, LX.size, size=(int(n_boot), LX.size))
+        boot, _ = _ols_slopes(LX[idx], LY[idx])
+        boot = boot[np.isfinite(boot)]
+        lo, hi = (float(v) for v in np.quantile(boot, [alpha, 1 - alpha]))
+    return PowerLawFit(float(slope), float(np.exp(intercept)), lo, hi, float(level), int(LX.size), method, int(r))
+
 
 # %% ../nbs/00_core.ipynb #c019
 def _minor_log_formatter(axis):
@@ -249,7 +276,8 @@ def _minor_log_formatter(axis):
 
     Matplotlib labels minor ticks once an axis spans under a decade (mantissas 2, 3, 4, 6), and on a short
     x-axis those labels overlap. This formatter labels none when the view spans >= 1.3 decades, the mantissas
-    2 and 5 for 0.5 to 1.3 decades, and 2, 3, 5, 7 below that, read from the view at draw time.
+    2 and 5 for 0.5 to 1.3 decades, 2, 3, 5, 7 for 0.25 to 0.5, and every mantissa below that (a short axis
+    has few ticks, and must keep at least one label), read from the view at draw time.
     """
     from matplotlib.ticker import FuncFormatter
 
@@ -260,8 +288,9 @@ def _minor_log_formatter(axis):
         decades = np.log10(hi / lo)
         exponent = int(np.floor(np.log10(value) + 1e-9))
         mantissa = round(value / 10.0 ** exponent, 6)
-        keep = () if decades >= 1.3 else ((2.0, 5.0) if decades >= 0.5 else (2.0, 3.0, 5.0, 7.0))
-        if mantissa not in keep:
+        keep = (() if decades >= 1.3 else (2.0, 5.0) if decades >= 0.5 else (2.0, 3.0, 5.0, 7.0) if decades >= 0.25
+                else None)
+        if keep is not None and mantissa not in keep:
             return ""
         return f"$\\mathdefault{{{mantissa:g}\\times10^{{{exponent}}}}}$"
     return FuncFormatter(label)
@@ -369,8 +398,12 @@ def check_range(name: str, value: Any, low: Optional[float] = None, high: Option
     return value
 
 
-def check_finite(tensor: torch.Tensor, name: str, step: Optional[int] = None) -> torch.Tensor:
-    """Raise DivergenceError if `tensor` has a NaN or inf (e.g. iterates of a training loop)."""
+def check_finite(name: str, tensor: torch.Tensor, step: Optional[int] = None) -> torch.Tensor:
+    """Raise DivergenceError if `tensor` has a NaN or inf (e.g. iterates of a training loop); returns `tensor`.
+
+    The argument order is that of `check_range`: the name first, then the value."""
+    if not isinstance(name, str):
+        raise TypeError(f"check_finite(name, tensor, step): name must be a str, got {type(name).__name__}")
     if not bool(torch.isfinite(tensor).all()):
         where = f" at step {step}" if step is not None else ""
         raise DivergenceError(f"{name} became non-finite{where}; lower the step size or check the inputs")
@@ -434,9 +467,9 @@ def kernel_ridge(kernel: Any, X: torch.Tensor, y: torch.Tensor, *, ridges: Seque
     """Kernel ridge regression (K + n ridge I) alpha = y, the ridge chosen from `ridges` on a held-out split.
 
     kernel(A [n, ...], B [p, ...]) -> [n, p]. A random `val_fraction` of (X, y) (drawn with `generator`) is
-    held out; each ridge of the grid is fitted on the rest through one eigendecomposition and scored on the
+    held out; each ridge of the grid is fitted on the rest (one Cholesky factorisation per ridge) and scored on the
     held-out part by score="mse" (mean squared error) or "sign" (classification error of sign f, ties broken by
-    the squared error); the best ridge is refitted on all n points. A ridge of 0 is floored at 1e-12.
+    the squared error); the best ridge is refitted on all n points (by Cholesky). A ridge of 0 is floored at 1e-12.
     """
     if not isinstance(X, torch.Tensor) or X.dim() < 2:
         raise ValueError(f"X must be a tensor [n, ...], got {getattr(X, 'shape', type(X))}")
@@ -455,19 +488,97 @@ def kernel_ridge(kernel: Any, X: torch.Tensor, y: torch.Tensor, *, ridges: Seque
     n_val = max(1, min(n - 1, int(round(val_fraction * n))))
     perm = permutation(n, generator=generator, device=X.device)
     tr, va = perm[n_val:], perm[:n_val]
-    evals, evecs = torch.linalg.eigh(kernel(X[tr], X[tr]).double())
-    coef = evecs.T @ yd[tr]
-    K_va = kernel(X[va], X[tr]).double() @ evecs
+    m = len(tr)
+    K_tr = kernel(X[tr], X[tr]).double()
+    K_va = kernel(X[va], X[tr]).double()
+    eye = torch.eye(m, dtype=K_tr.dtype, device=K_tr.device)
     scores = []
-    for r in ridges:
-        pred = K_va @ (coef / (evals + len(tr) * max(r, 1e-12)).clamp_min(1e-12))
+    for r in ridges:                                   # one Cholesky per ridge: m^3 / 3 flops each
+        chol, info = torch.linalg.cholesky_ex(K_tr + m * max(r, 1e-12) * eye)
+        if int(info) != 0:                             # not numerically positive definite: never chosen
+            scores.append((math.inf, math.inf) if score == "sign" else math.inf)
+            continue
+        pred = K_va @ torch.cholesky_solve(yd[tr, None], chol)[:, 0]
         mse = float(((pred - yd[va]) ** 2).mean())
         scores.append((float((torch.where(pred >= 0, 1.0, -1.0).double() != yd[va]).double().mean()), mse)
                       if score == "sign" else mse)
     best = min(range(len(ridges)), key=lambda i: scores[i])
     K = kernel(X, X).double()
-    alpha = torch.linalg.solve(K + n * max(ridges[best], 1e-12) * torch.eye(n, dtype=K.dtype, device=K.device), yd)
+    A = K + n * max(ridges[best], 1e-12) * torch.eye(n, dtype=K.dtype, device=K.device)
+    chol, info = torch.linalg.cholesky_ex(A)           # A is symmetric positive definite: Cholesky, half LU's cost
+    alpha = (torch.cholesky_solve(yd[:, None], chol)[:, 0] if int(info) == 0 else torch.linalg.solve(A, yd))
     return KernelRidgeFit(kernel, X, alpha, ridges[best], scores)
+
+
+# %% ../nbs/00_core.ipynb #c080
+BANDWIDTH_FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+RIDGES = tuple(10.0**k for k in range(-9, 2))
+
+
+@dataclass
+class TunedKernelRidge:
+    """Gaussian-kernel ridge with bandwidth and ridge chosen on held-out data (`rbf_kernel_ridge`).
+
+    `fit` is the `KernelRidgeFit` at the chosen bandwidth and ridge; `bandwidths` the bandwidths tried;
+    `val_scores[i][j]` the held-out score of bandwidth i and ridge j in the search on the first `tune_max` rows;
+    `final_scores[i]` the held-out scores on all rows of the shortlisted bandwidths (None for the others)."""
+    fit: KernelRidgeFit
+    bandwidth: float
+    bandwidths: list
+    val_scores: list
+    final_scores: list
+
+    @property
+    def ridge(self) -> float:
+        return self.fit.ridge
+
+    def predict(self, X_new: torch.Tensor) -> torch.Tensor:
+        """f(X_new): [m] (float64) for X_new [m, d]."""
+        return self.fit.predict(X_new)
+
+
+def rbf_kernel_ridge(X: torch.Tensor, y: torch.Tensor, *, bandwidth_factors: Sequence[float] = BANDWIDTH_FACTORS,
+                     ridges: Sequence[float] = RIDGES, val_fraction: float = 0.25, score: str = "mse",
+                     tune_max: int = 1000, shortlist: int = 1,
+                     generator: Optional[torch.Generator] = None) -> TunedKernelRidge:
+    """Gaussian-kernel ridge regression with the bandwidth AND the ridge tuned on held-out data: the package's one
+    tuned kernel baseline, on `kernel_ridge` (the one solver).
+
+    X [n, d], y [n]. Bandwidths h = factor * median distance (`median_bandwidth`) for each of `bandwidth_factors`;
+    ridges as in `kernel_ridge` ((K + n ridge I) alpha = y). One seed drawn from `generator` fixes the held-out
+    split (the same for every bandwidth). Every (bandwidth, ridge) pair is scored on the first `tune_max` rows (the
+    rows are exchangeable samples); when n > tune_max the `shortlist` best bandwidths are scored again over all
+    ridges on all n rows (the best ridge and bandwidth move with n), and the best of those wins. The winner is
+    refitted on all n. Cost: len(bandwidth_factors) * len(ridges) Cholesky factorisations of size <= 0.75 tune_max,
+    plus shortlist * len(ridges) of size (1 - val_fraction) n when n > tune_max.
+    """
+    factors = [float(check_range("bandwidth_factors", f, 0, low_inclusive=False)) for f in bandwidth_factors]
+    if not factors:
+        raise ValueError("bandwidth_factors must hold at least one value")
+    if not isinstance(X, torch.Tensor) or X.dim() != 2:
+        raise ValueError(f"X must be a tensor [n, d], got {getattr(X, 'shape', type(X))}")
+    tune_max = int(check_range("tune_max", tune_max, 10, None, integer=True))
+    shortlist = int(check_range("shortlist", shortlist, 1, None, integer=True))
+    split_seed = int(integers(0, 2**62, (1,), generator=resolve_generator(generator), device="cpu"))
+    split = lambda: torch.Generator().manual_seed(split_seed)
+    h0 = median_bandwidth(X)
+    fits, scores = [], []
+    for f in factors:
+        fit = kernel_ridge(partial(rbf_kernel, bandwidth=f * h0), X[:tune_max], y[:tune_max], ridges=ridges,
+                           val_fraction=val_fraction, score=score, generator=split())
+        fits.append(fit)
+        scores.append(list(fit.val_scores))
+    final = [None] * len(factors)
+    if X.shape[0] <= tune_max:
+        final = [list(s) for s in scores]
+    else:
+        order = sorted(range(len(factors)), key=lambda i: min(scores[i]))[:shortlist]
+        for i in order:
+            fits[i] = kernel_ridge(partial(rbf_kernel, bandwidth=factors[i] * h0), X, y, ridges=ridges,
+                                   val_fraction=val_fraction, score=score, generator=split())
+            final[i] = list(fits[i].val_scores)
+    best = min((i for i in range(len(factors)) if final[i] is not None), key=lambda i: min(final[i]))
+    return TunedKernelRidge(fits[best], factors[best] * h0, [f * h0 for f in factors], scores, final)
 
 
 # %% ../nbs/00_core.ipynb #c041

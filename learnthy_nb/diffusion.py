@@ -590,7 +590,7 @@ def train_score_model(x0, t_min, t_max, *, n_steps: int, batch_size: int, lr: fl
         opt.step()
         sched.step()
         if (step + 1) % check_every == 0 or step + 1 == n_steps:          # one host synchronisation per window
-            check_finite(history[checked : step + 1], "score-matching loss", step)
+            check_finite("score-matching loss", history[checked : step + 1], step)
             checked = step + 1
     model.eval()
     for p in model.parameters():
@@ -680,7 +680,7 @@ def sample(score_model, n_samples: int, t_min, t_max, *, n_steps: int,
         else:
             xi = gaussian(y.shape, generator=generator, device=device, dtype=dtype)
             y = ehs[k] * y + 2 * coefs[k] * s + noise_stds[k] * xi
-    check_finite(y, "reverse-process samples")
+    check_finite("reverse-process samples", y)
     return y[0] if (n_models == 1 and getattr(score_model, "squeeze", True)) else y
 
 
@@ -730,7 +730,7 @@ def ode_density_1d(score_model, t_min, t_max, *, n_steps: int, grid_size: int = 
     z = (math.sqrt(2) * torch.erfinv(2 * u - 1)).clamp(-8.0, 8.0)
     y = sample(score_model, n_start + 1, t_min, t_max, n_steps=n_steps, ode=True, start=z[None, :, None])
     y = (y if y.ndim == 3 else y[None])[..., 0].double()                             # [B, n_start + 1]
-    check_finite(y, "probability-flow images")
+    check_finite("probability-flow images", y)
     dev = y.device
     width = (high - low) / grid_size
     k_lo = math.floor((float(y.min()) - low) / width) - 1
@@ -798,7 +798,7 @@ def sde_density_1d(score_model, t_min, t_max, *, n_steps: int, cells: int = 2048
         spec = spec * torch.exp(-2 * (math.pi * offsets[None] * nus[k][:, None]) ** 2)      # N(0, nu^2) kernel
         mass = torch.fft.irfft(spec, n=2 * G)[:, :G].clamp_min(0)
         mass = mass / mass.sum(-1, keepdim=True)
-    check_finite(mass, "propagated SDE law")
+    check_finite("propagated SDE law", mass)
     idx = ((reflect_into(centres, low, high) - low) / width).floor().long().clamp_(0, cells - 1)
     folded = torch.zeros(n_models, cells, dtype=torch.float64, device=device).index_add_(1, idx, mass)
     grid = low + (torch.arange(cells, dtype=torch.float64, device=device) + 0.5) * width

@@ -12,11 +12,11 @@ import torch
 
 from .core import (KernelRidgeFit, check_finite, check_range, gaussian, get_device, haar_orthogonal,
                               integers, median_bandwidth, rbf_kernel, resolve_generator)
-from .core import kernel_ridge as _core_kernel_ridge
+from .core import kernel_ridge
 
 # %% auto #0
-__all__ = ['LINKS', 'LINK_DEGREES', 'resolve_link', 'spiked_single_index', 'TunedKernelRidge', 'kernel_ridge', 'TwoLayerFit',
-           'train_two_layer', 'he3_population_loss', 'spherical_gd', 'crossing_threshold']
+__all__ = ['LINKS', 'LINK_DEGREES', 'resolve_link', 'spiked_single_index', 'TwoLayerFit', 'train_two_layer',
+           'he3_population_loss', 'spherical_gd', 'crossing_threshold']
 
 # %% ../nbs/50_anisotropic.ipynb #c007
 _SQ2, _SQ6, _SQ24 = math.sqrt(2.0), math.sqrt(6.0), math.sqrt(24.0)
@@ -67,53 +67,6 @@ def spiked_single_index(n: int, d: int, kappa: float, alignment: float = 1.0, li
     if noise > 0:
         y = y + noise * gaussian((n,), generator=generator, device=device)
     return (X, y, mu, u) if return_spike else (X, y, mu)
-
-# %% ../nbs/50_anisotropic.ipynb #c012
-@dataclass
-class TunedKernelRidge:
-    """Kernel ridge with the Gaussian kernel, bandwidth and ridge chosen on one held-out split.
-
-    `fit` is core's `KernelRidgeFit` at the chosen bandwidth; `val_mse[i][j]` the held-out mean squared error of
-    bandwidth i and ridge j."""
-    fit: KernelRidgeFit
-    bandwidth: float
-    bandwidths: list
-    val_mse: list
-
-    @property
-    def ridge(self) -> float:
-        return self.fit.ridge
-
-    def predict(self, X_new: torch.Tensor) -> torch.Tensor:
-        """f(X_new): [m] (float64) for X_new [m, d]."""
-        return self.fit.predict(X_new)
-
-
-def kernel_ridge(X: torch.Tensor, y: torch.Tensor, *, bandwidth_factors: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
-                 ridges: Sequence[float] = tuple(10.0**k for k in range(-7, 2)), val_fraction: float = 0.25,
-                 generator: Optional[torch.Generator] = None) -> TunedKernelRidge:
-    """Gaussian-kernel ridge regression with bandwidth AND ridge tuned on a held-out split: a thin wrapper of
-    `learnthy_nb.core.kernel_ridge` (the package's one solver) over bandwidths h = factor * median distance.
-
-    X [n, d], y [n]. Every bandwidth uses the same held-out split (one seed drawn from `generator`); core's solver
-    chooses the ridge of `ridges` for each, and the (bandwidth, ridge) pair with the least held-out mse wins.
-    """
-    factors = [float(check_range("bandwidth_factors", f, 0, low_inclusive=False)) for f in bandwidth_factors]
-    if not factors:
-        raise ValueError("bandwidth_factors must hold at least one value")
-    if not isinstance(X, torch.Tensor) or X.dim() != 2:
-        raise ValueError(f"X must be a tensor [n, d], got {getattr(X, 'shape', type(X))}")
-    split_seed = int(integers(0, 2**62, (1,), generator=resolve_generator(generator), device="cpu"))
-    h0 = median_bandwidth(X)
-    best, fits, scores = None, [], []
-    for f in factors:
-        fit = _core_kernel_ridge(partial(rbf_kernel, bandwidth=f * h0), X, y, ridges=ridges, val_fraction=val_fraction,
-                                 generator=torch.Generator().manual_seed(split_seed))
-        fits.append(fit)
-        scores.append(list(fit.val_scores))
-        if best is None or min(fit.val_scores) < min(fits[best].val_scores):
-            best = len(fits) - 1
-    return TunedKernelRidge(fits[best], factors[best] * h0, [f * h0 for f in factors], scores)
 
 # %% ../nbs/50_anisotropic.ipynb #c015
 @dataclass
@@ -176,10 +129,10 @@ def train_two_layer(X: torch.Tensor, y: torch.Tensor, *, width: int = 256, step:
     pre = X @ W0.T + bias                                              # [n, N]
     resid = (torch.relu(pre) @ a) / width - y                         # f(x_i) - y_i, [n]
     G = ((resid[:, None] * (pre > 0).float()) * a).T @ X / (n * width)   # dL/dW [N, d]
-    G = check_finite(G, "first-layer gradient")
+    G = check_finite("first-layer gradient", G)
     W1 = W0 - step * G / G.norm(dim=1).mean().clamp_min(1e-30)
     scale = (X @ W1.T).std(dim=0).clamp_min(1e-12)
-    head = _core_kernel_ridge(partial(_feature_kernel, W=W1, scale=scale, bias=bias), X, y, ridges=ridges,
+    head = kernel_ridge(partial(_feature_kernel, W=W1, scale=scale, bias=bias), X, y, ridges=ridges,
                               val_fraction=val_fraction, generator=generator)
     return TwoLayerFit(W0, W1, bias, scale, head)
 
@@ -241,7 +194,7 @@ def spherical_gd(X: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, *, link: Un
             w = w / w.norm(dim=1, keepdim=True)
         if t % record_every == 0:
             hist.append(w.clone())
-    return check_finite(torch.stack(hist), "spherical_gd trajectory")
+    return check_finite("spherical_gd trajectory", torch.stack(hist))
 
 # %% ../nbs/50_anisotropic.ipynb #c022
 def crossing_threshold(betas: Sequence[float], errors: torch.Tensor, level: float) -> tuple:

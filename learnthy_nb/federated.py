@@ -315,7 +315,7 @@ def run_diff2(loss: Callable, clients, x0: torch.Tensor, *, eta, rounds: int, pe
             sums.append(msg.sum(0) if replies is None else (msg * replies[r, :, None, None]).sum(0))
         history[r + 1] = server.update(sums)
         if check_every is not None and ((r + 1) % check_every == 0 or r + 1 == rounds):
-            check_finite(history[r + 1], "the iterates of DIFF2", r + 1)
+            check_finite("the iterates of DIFF2", history[r + 1], r + 1)
     return history[:, 0] if single else history
 
 # %% ../nbs/41_diff2.ipynb #c021
@@ -400,7 +400,7 @@ def dp_sgd(loss: Callable, clients, x0: torch.Tensor, *, eps: float, delta: floa
         x = x - eta[:, None] * (msg + (z * clip)[:, None] * noise) / batch
         history[k + 1] = x
         if (k + 1) % check_every == 0 or k + 1 == n_steps:
-            check_finite(x, "the iterates of DP-SGD", k + 1)
+            check_finite("the iterates of DP-SGD", x, k + 1)
     return PrivateRun(history[:, 0] if single else history, None, eps, float(delta), (z,), int(n_steps))
 
 # %% ../nbs/41_diff2.ipynb #c029

@@ -408,10 +408,11 @@ def deploy_local(config, *, port: Optional[int] = None, workdir=None, timeout: f
         link = start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(ports[0]),
                                    "--disable-runtime-dependency-installation"])
         _wait_for_port(ports[0], 60, link, "the SuperLink")
-        for p in range(config.num_partitions):
-            node = start(f"supernode{p}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{ports[0]}",
-                                           "--port", str(ports[1 + p]),
-                                           "--node-config", f"partition-id={p} num-partitions={config.num_partitions}"])
+        nodes = [start(f"supernode{p}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{ports[0]}",
+                                         "--port", str(ports[1 + p]),
+                                         "--node-config", f"partition-id={p} num-partitions={config.num_partitions}"])
+                 for p in range(config.num_partitions)]             # started together, then awaited
+        for p, node in enumerate(nodes):
             _wait_for_port(ports[1 + p], 60, node, f"SuperNode {p}")
         start_time = time.monotonic()
         run = subprocess.run([str(bindir / "flwr"), "run", str(app), "learnthy-local", "--stream"], env=env,

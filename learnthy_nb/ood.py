@@ -212,27 +212,27 @@ def _l2(tensors) -> torch.Tensor:
     return sum(t.square().flatten(1).sum(-1) if t.dim() > 1 else t.square() for t in tensors)
 
 
-def erm_train(data: OODData, *, width: int = 64, steps: int = 300, lr: float = 1e-2, l2: float = 1e-3,
+def erm_train(data: OODData, *, width: int = 64, n_steps: int = 300, lr: float = 1e-2, l2: float = 1e-3,
               generator: Optional[torch.Generator] = None, net: Optional[Net] = None, check_every: int = 100) -> Net:
     """Empirical risk minimisation, batched over the S draws of `data`: full-batch Adam on
     mean_i l(f(x_i), y_i) + l2 (|W|^2 + |b|^2 + |h|^2 + c^2) over the pooled training environments.
 
     `net` (optional) is the starting point (copied); else `init_net(S, d, width, generator)`. Returns the trained Net.
     Divergence raises DivergenceError (checked every `check_every` steps)."""
-    steps = int(check_range("steps", steps, 0, None, integer=True))
+    n_steps = int(check_range("n_steps", n_steps, 0, None, integer=True))
     lr = float(check_range("lr", lr, 0, low_inclusive=False))
     l2 = float(check_range("l2", l2, 0))
     X, y = data.pooled()
     net = init_net(data.seeds, X.shape[-1], width, generator, X.device) if net is None else net.detach()
     params = [t.requires_grad_() for t in (net.W, net.b, net.h, net.c)]
     opt = torch.optim.Adam(params, lr=lr)
-    for t in range(steps):
+    for t in range(n_steps):
         loss = masked_loss(net.logits(X), y) + l2 * _l2(params)
         opt.zero_grad()
         loss.sum().backward()                              # the draws are independent: their gradients do not mix
         opt.step()
-        if (t + 1) % check_every == 0 or t + 1 == steps:
-            check_finite(loss.detach(), "ERM loss", t + 1)
+        if (t + 1) % check_every == 0 or t + 1 == n_steps:
+            check_finite("ERM loss", loss.detach(), t + 1)
     return net.detach()
 
 # %% ../nbs/51_ood.ipynb #o028
@@ -255,7 +255,7 @@ class FeatResult:
     train_acc: torch.Tensor
 
 
-def feat_train(data: OODData, *, rounds: int = 2, width: int = 64, steps: int = 300, lr: float = 1e-2,
+def feat_train(data: OODData, *, rounds: int = 2, width: int = 64, n_steps: int = 300, lr: float = 1e-2,
                l2: float = 1e-3, gamma: float = 0.01, generator: Optional[torch.Generator] = None,
                check_every: int = 100) -> FeatResult:
     """Feature Augmented Training (FeAT, Chen et al. 2023), batched over the S draws of `data`.
@@ -269,7 +269,7 @@ def feat_train(data: OODData, *, rounds: int = 2, width: int = 64, steps: int = 
     the round the head becomes the average (h_r + h_{r-1}) / 2 and the split (A^+, A^-) is recomputed with it.
     """
     rounds = int(check_range("rounds", rounds, 1, None, integer=True))
-    steps = int(check_range("steps", steps, 0, None, integer=True))
+    n_steps = int(check_range("n_steps", n_steps, 0, None, integer=True))
     lr = float(check_range("lr", lr, 0, low_inclusive=False))
     l2 = float(check_range("l2", l2, 0))
     gamma = float(check_range("gamma", gamma, 0))
@@ -283,7 +283,7 @@ def feat_train(data: OODData, *, rounds: int = 2, width: int = 64, steps: int = 
             net.h, net.c = _fresh_head(data.seeds, net.W.shape[1], generator, X.device)
         params = [t.requires_grad_() for t in (net.W, net.b, net.h, net.c)]
         opt = torch.optim.Adam(params, lr=lr)
-        for t in range(steps):
+        for t in range(n_steps):
             z = net.logits(X)
             loss = masked_loss(z, y)
             if prev is not None:
@@ -292,8 +292,8 @@ def feat_train(data: OODData, *, rounds: int = 2, width: int = 64, steps: int = 
             opt.zero_grad()
             loss.sum().backward()
             opt.step()
-            if (t + 1) % check_every == 0 or t + 1 == steps:
-                check_finite(loss.detach(), f"FeAT loss (round {r + 1})", t + 1)
+            if (t + 1) % check_every == 0 or t + 1 == n_steps:
+                check_finite(f"FeAT loss (round {r + 1})", loss.detach(), t + 1)
         net = net.detach()
         if prev is not None:
             net.h, net.c = (net.h + prev[0]) / 2, (net.c + prev[1]) / 2
@@ -304,7 +304,7 @@ def feat_train(data: OODData, *, rounds: int = 2, width: int = 64, steps: int = 
     return FeatResult(net, torch.stack(W_rounds), torch.stack(n_wrong), torch.stack(train_acc))
 
 # %% ../nbs/51_ood.ipynb #o034
-def ood_train(data: OODData, net: Net, *, objective: str = "irm", penalty: float = 1e2, steps: int = 300,
+def ood_train(data: OODData, net: Net, *, objective: str = "irm", penalty: float = 1e2, n_steps: int = 300,
               lr: float = 1e-3, l2: float = 1e-3, anneal_steps: int = 0, check_every: int = 100) -> Net:
     """An OOD objective on pretrained features: starting from `net` (featuriser and head, copied), full-batch Adam on
         mean_e R_e + l2 |params|^2 + lam P,   P = irm_penalty (IRMv1) or vrex_penalty (V-REx),
@@ -314,7 +314,7 @@ def ood_train(data: OODData, net: Net, *, objective: str = "irm", penalty: float
     if objective not in ("irm", "vrex"):
         raise ValueError(f"objective must be 'irm' or 'vrex', got {objective!r}")
     penalty = float(check_range("penalty", penalty, 0))
-    steps = int(check_range("steps", steps, 0, None, integer=True))
+    n_steps = int(check_range("n_steps", n_steps, 0, None, integer=True))
     lr = float(check_range("lr", lr, 0, low_inclusive=False))
     l2 = float(check_range("l2", l2, 0))
     anneal_steps = int(check_range("anneal_steps", anneal_steps, 0, None, integer=True))
@@ -323,7 +323,7 @@ def ood_train(data: OODData, net: Net, *, objective: str = "irm", penalty: float
     net = net.detach()
     params = [t.requires_grad_() for t in (net.W, net.b, net.h, net.c)]
     opt = torch.optim.Adam(params, lr=lr)
-    for t in range(steps):
+    for t in range(n_steps):
         z = net.logits(data.X.reshape(S, E * n, d)).reshape(S, E, n)
         lam = penalty if t >= anneal_steps else 1.0
         risk = F.binary_cross_entropy_with_logits(z, data.y, reduction="none").mean((-1, -2))
@@ -333,6 +333,6 @@ def ood_train(data: OODData, net: Net, *, objective: str = "irm", penalty: float
         opt.zero_grad()
         loss.sum().backward()
         opt.step()
-        if (t + 1) % check_every == 0 or t + 1 == steps:
-            check_finite(loss.detach(), f"{objective} loss", t + 1)
+        if (t + 1) % check_every == 0 or t + 1 == n_steps:
+            check_finite(f"{objective} loss", loss.detach(), t + 1)
     return net.detach()

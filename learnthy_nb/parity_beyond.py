@@ -138,6 +138,6 @@ def train_lazy_parity(Z, y, *, width: int, lr: float, n_steps: int, bias: float 
         dW, db, da, _ = lazy_gradients(W, b, a, Zs, ys, ws, alpha)
         W.add_(dW, alpha=-lr); b.add_(db, alpha=-lr); a.add_(da, alpha=-lr)
         if (step + 1) % check_every == 0 or step + 1 == n_steps:
-            check_finite(W, "lazy network weights", step + 1)
-            check_finite(a, "lazy network output weights", step + 1)
+            check_finite("lazy network weights", W, step + 1)
+            check_finite("lazy network output weights", a, step + 1)
     return LazyNetModel(W, b, a, W0, b0, a0, float(alpha))

@@ -366,7 +366,7 @@ def client_update(client_state: dict, local_state: dict, data: ClientData, confi
             torch._foreach_mul_(velocity, config.momentum)
             torch._foreach_add_(velocity, grads)
             torch._foreach_add_(tensors, velocity, alpha=-config.lr)
-    check_finite(loss.detach(), "the local training loss", config.local_steps)
+    check_finite("the local training loss", loss.detach(), config.local_steps)
     out = {name: p.detach() for name, p in params.items()}
     return ({name: out[name] for name in client_state}, {name: out[name] for name in local_state}, m)
 

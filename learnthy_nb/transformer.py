@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import (DivergenceError, check_finite, check_range, gaussian, get_device, kernel_ridge,
-                              median_bandwidth, rbf_kernel, resolve_generator, uniform)
+from .core import (BANDWIDTH_FACTORS, RIDGES, DivergenceError, check_finite, check_range, gaussian,
+                              get_device, rbf_kernel_ridge, resolve_generator, uniform)
 
 # %% auto #0
 __all__ = ['lacunary', 'SelectionTask', 'TokenSelectionTask', 'window_mask', 'sinusoidal_encoding', 'init_linear_layers',
            'WindowAttention', 'SelectiveTransformer', 'FlatMLP', 'n_parameters', 'matched_mlp_width',
            'warmup_cosine_schedule', 'fit_regressor', 'fit_ensemble', 'excess_risk', 'attention_mass',
-           'kernel_ridge_excess_risk', 'hand_set_selector', 'training_sets', 'init_seeds', 'fit_sweep']
+           'kernel_ridge_excess_risk', 'oracle_selection_excess_risk', 'hand_set_selector', 'training_sets',
+           'init_seeds', 'fit_sweep']
 
 # %% ../nbs/20_transformer.ipynb #c005
 def lacunary(v: torch.Tensor, smoothness: float, n_terms: int = 10) -> torch.Tensor:
@@ -483,7 +484,7 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
         schedule.step()
         history[step] = losses.detach()
         if (step + 1) % check_every == 0 or step + 1 == n_steps:
-            check_finite(history[max(0, step + 1 - check_every): step + 1], "training loss", step)
+            check_finite("training loss", history[max(0, step + 1 - check_every): step + 1], step)
         if val_fraction > 0 and ((step + 1) % eval_every == 0 or step + 1 == n_steps):
             with torch.no_grad():
                 vl = (per_sample(batched_err(params, buffers, X[s_t, val_idx], y[s_t, val_idx])) * val_w).sum(1)
@@ -541,18 +542,9 @@ def attention_mass(model: SelectiveTransformer, task: TokenSelectionTask, n_test
     return float(w[torch.arange(n_test, device=device), task.important_index(X)].mean())
 
 
-def kernel_ridge_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, *, n_test: int,
-                             ridges: Optional[Sequence[float]] = None, val_fraction: float = 0.2,
-                             generator: Optional[torch.Generator] = None) -> float:
-    """Excess risk E(f_hat - f*)^2 (a float) of Gaussian kernel ridge regression on the flattened window.
-
-    X [n, L, k], y [n]; `core.kernel_ridge` with `core.rbf_kernel` on R^{L k}, bandwidth = median distance
-    (`core.median_bandwidth`, first 200 points) / sqrt(2), i.e. exp(-|x - x'|^2 / median squared distance).
-    The ridge (core's parametrisation, (K + n ridge I) alpha = y) is chosen among `ridges` (None: 1e-2 / n,
-    1e-1 / n and 1 / n) on a random `val_fraction` of the sample, then refit on all n. `generator` (None: a
-    fresh CPU generator seeded 0) draws first the n_test test inputs of `task` (on X's device, so the same
-    generator seed gives the same test set for every n), then the validation split.
-    """
+def _check_sample(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, n_test: int,
+                  ridges: Optional[Sequence[float]]) -> tuple[int, tuple]:
+    """Validate (X [n, L, k], y [n], n_test, ridges) of the kernel-ridge estimators; returns (n_test, ridges)."""
     if not isinstance(X, torch.Tensor) or X.dim() != 3:
         raise ValueError(f"X must be a 3-D tensor [n, L, k], got {getattr(X, 'shape', type(X))}")
     if X.shape[1:] != (task.L, task.k):
@@ -562,18 +554,62 @@ def kernel_ridge_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch
     if not isinstance(y, torch.Tensor) or y.shape != (n,):
         raise ValueError(f"y must be a tensor of shape [n={n}], got {getattr(y, 'shape', type(y))}")
     n_test = int(check_range("n_test", n_test, 1, None, integer=True))
-    ridges = tuple(a / n for a in (1e-2, 1e-1, 1.0)) if ridges is None else tuple(ridges)
+    ridges = RIDGES if ridges is None else tuple(ridges)
     if len(ridges) == 0:
         raise ValueError("ridges must be a non-empty sequence of positive ridges")
     for i, r in enumerate(ridges):
         check_range(f"ridges[{i}]", r, 0, None, low_inclusive=False)
+    return n_test, ridges
+
+
+def kernel_ridge_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, *, n_test: int,
+                             ridges: Optional[Sequence[float]] = None,
+                             bandwidth_factors: Optional[Sequence[float]] = None, val_fraction: float = 0.2,
+                             tune_max: int = 1000, generator: Optional[torch.Generator] = None) -> float:
+    """Excess risk E(f_hat - f*)^2 (a float) of the tuned Gaussian kernel ridge regression on the flattened window.
+
+    X [n, L, k], y [n]; `core.rbf_kernel_ridge` on R^{L k}: bandwidth (a multiple of the median distance, from
+    `bandwidth_factors`; None: core's BANDWIDTH_FACTORS, 1/8 to 8) and ridge (core's parametrisation,
+    (K + n ridge I) alpha = y, from `ridges`; None: core's RIDGES, 1e-9 to 10) chosen on a random `val_fraction`
+    of the sample (all pairs scored on the first `tune_max` samples, the ridge again on all n at the best bandwidth), then
+    refit on all n. `generator` (None: a fresh CPU generator seeded 0) draws first the n_test test inputs of `task`
+    (on X's device, so the same generator seed gives the same test set for every n), then the validation split.
+    """
+    n_test, ridges = _check_sample(task, X, y, n_test, ridges)
     generator = resolve_generator(generator)
     Xt, _ = task.sample(n_test, generator, device=X.device, dtype=X.dtype)
-    Xf = X.flatten(1).double()
-    kernel = partial(rbf_kernel, bandwidth=median_bandwidth(Xf) / math.sqrt(2))
-    fit = kernel_ridge(kernel, Xf, y.double(), ridges=ridges, val_fraction=val_fraction, generator=generator)
+    fit = rbf_kernel_ridge(X.flatten(1).double(), y.double(), ridges=ridges, val_fraction=val_fraction,
+                           bandwidth_factors=BANDWIDTH_FACTORS if bandwidth_factors is None else bandwidth_factors,
+                           tune_max=tune_max, generator=generator)
     pred = fit.predict(Xt.flatten(1).double())
     return float(((pred - task.regression_function(Xt).double()) ** 2).mean())
+
+# %% ../nbs/20_transformer.ipynb #c090
+def oracle_selection_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, *, n_test: int,
+                                 ridges: Optional[Sequence[float]] = None,
+                                 bandwidth_factors: Optional[Sequence[float]] = None, val_fraction: float = 0.2,
+                                 tune_max: int = 1000, generator: Optional[torch.Generator] = None) -> float:
+    """Excess risk E(g_hat(v_{i*}) - f*)^2 (a float) of the oracle-selection estimator: the important token i*(X) is
+    given, and only g is estimated, by the tuned Gaussian kernel ridge (`core.rbf_kernel_ridge`) on the selected
+    value v_{i*(X)} in [0, 1] (a one-dimensional regression).
+
+    It separates statistics from optimisation: its risk is what estimating g costs once the selection is exact,
+    so it decays at the one-dimensional rate n^{-2a/(2a+1)} whatever L and k. Arguments, tuning and the use of
+    `generator` (test inputs first, then the validation split) as in `kernel_ridge_excess_risk`; needs a task with
+    `important_index` whose selected token carries its value in coordinate 1 (`TokenSelectionTask`).
+    """
+    n_test, ridges = _check_sample(task, X, y, n_test, ridges)
+    generator = resolve_generator(generator)
+    Xt, _ = task.sample(n_test, generator, device=X.device, dtype=X.dtype)
+
+    def selected(Z: torch.Tensor) -> torch.Tensor:                 # [m, L, k] -> v_{i*} as [m, 1]
+        return Z[torch.arange(Z.shape[0], device=Z.device), task.important_index(Z), 1][:, None].double()
+
+    factors = tuple(2.0**j for j in range(-7, 3)) if bandwidth_factors is None else bandwidth_factors
+    fit = rbf_kernel_ridge(selected(X), y.double(), ridges=ridges, val_fraction=val_fraction,
+                           bandwidth_factors=factors, tune_max=tune_max, generator=generator)
+    return float(((fit.predict(selected(Xt)) - task.regression_function(Xt).double()) ** 2).mean())
+
 
 # %% ../nbs/20_transformer.ipynb #c018
 class _Link(nn.Module):

@@ -10,18 +10,20 @@ import torch
 
 from .core import fit_power_law, glue, progress
 from .transformer import (FlatMLP, SelectionTask, TokenSelectionTask, fit_sweep, kernel_ridge_excess_risk,
-                                     matched_mlp_width, n_parameters, training_sets)
+                                     matched_mlp_width, n_parameters, oracle_selection_excess_risk, training_sets)
 
 
 def run_config(task: SelectionTask, n: int, seeds: int, *, d_model: int, n_heads: int, n_steps: int, lr: float,
                batch_size: int, val_fraction: float, n_test: int, device: Optional[torch.device] = None) -> dict:
-    """One point of a (L, k) sweep: transformers, parameter-matched MLPs and kernel ridge on `seeds` training sets.
+    """One point of a (L, k) sweep: transformers, parameter-matched MLPs, kernel ridge and (for a `TokenSelectionTask`)
+    the oracle-selection control on `seeds` training sets.
 
     Training set s: n samples of `task` (`training_sets`, seeds 100 + s). For each kind ("transformer", "mlp")
     one model per set is trained as one ensemble (`fit_sweep`: initial weights seeded 10_000 (s + 1) + L + 1000 k,
-    minibatches seeded L + 7 k); `kernel_ridge_excess_risk` is fitted on each set. Every estimator is tested on
-    the same n_test inputs (a generator seeded 999). Returns arrays of `seeds` excess risks under "transformer",
-    "mlp", "krr", and the transformers' attention masses under "mass" when the task has `important_index`.
+    minibatches seeded L + 7 k); `kernel_ridge_excess_risk` (and `oracle_selection_excess_risk`, which is given the
+    important token) is fitted on each set. Every estimator is tested on the same n_test inputs (a generator seeded
+    999). Returns arrays of `seeds` excess risks under "transformer", "mlp", "krr" (and "oracle"), and the
+    transformers' attention masses under "mass" when the task has `important_index`.
     """
     L, k = task.L, task.k
     X, y = training_sets(task, seeds, n, seed0=100, device=device)
@@ -35,13 +37,23 @@ def run_config(task: SelectionTask, n: int, seeds: int, *, d_model: int, n_heads
             out["mass"] = mass
     out["krr"] = np.array([kernel_ridge_excess_risk(task, X[s], y[s], n_test=n_test,
                                                     generator=torch.Generator().manual_seed(999)) for s in range(seeds)])
+    if isinstance(task, TokenSelectionTask):
+        out["oracle"] = np.array([oracle_selection_excess_risk(task, X[s], y[s], n_test=n_test,
+                                                               generator=torch.Generator().manual_seed(999))
+                                  for s in range(seeds)])
     return out
 
 # %% auto #0
-__all__ = ['LK_KINDS', 'run_config', 'lk_sweeps', 'run_lk_study', 'fit_lk_study', 'plot_lk_study', 'report_lk_study']
+__all__ = ['LK_KINDS', 'run_config', 'lk_kinds', 'lk_sweeps', 'run_lk_study', 'fit_lk_study', 'plot_lk_study', 'report_lk_study']
 
 # %% ../nbs/21_transformer_beyond.ipynb #c004b
-LK_KINDS = (("transformer", "C0"), ("mlp", "C1"), ("krr", "C2"))     # the estimators of a study and their colours
+LK_KINDS = (("transformer", "C0"), ("mlp", "C1"), ("krr", "C2"), ("oracle", "C3"))  # the estimators and their colours
+
+
+def lk_kinds(results: dict) -> tuple:
+    """The (kind, colour) pairs of LK_KINDS that a study measured ("oracle" only for a `TokenSelectionTask`)."""
+    first = next(iter(results.values()))
+    return tuple((kind, color) for kind, color in LK_KINDS if kind in first)
 
 
 def lk_sweeps(L0: int, k0: int, Ls, ks) -> dict:
@@ -62,16 +74,17 @@ def run_lk_study(make_task, sweeps: dict, n: int, seeds: int, **train_args) -> d
 def fit_lk_study(results: dict, sweeps: dict, n_boot: int) -> dict:
     """Power-law fits of each estimator's excess risk along each sweep: {(sweep, kind): PowerLawFit} (seeds as columns)."""
     return {(s, kind): fit_power_law(xs, np.stack([results[c][kind] for c in cs]), n_boot=n_boot)
-            for s, (xs, cs, _) in sweeps.items() for kind, _ in LK_KINDS}
+            for s, (xs, cs, _) in sweeps.items() for kind, _ in lk_kinds(results)}
 
 
 def plot_lk_study(results: dict, sweeps: dict, fits: dict, var_f: float, n: int):
     """The study's figure: excess risk (mean and seed spread) against k and against L, with each fit's slope and the
     constant predictor's level Var f(X). Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    from learnthy_nb.core import _minor_log_formatter
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=150)
     for ax, (s, (xs, cs, title)) in zip(axes, sweeps.items()):
-        for kind, color in LK_KINDS:
+        for kind, color in lk_kinds(results):
             r = np.stack([results[c][kind] for c in cs])
             ax.errorbar(xs, r.mean(1), yerr=r.std(1), fmt="o-", capsize=3, color=color,
                         label=f"{kind}: slope {fits[(s, kind)].exponent:.2f}")
@@ -79,6 +92,7 @@ def plot_lk_study(results: dict, sweeps: dict, fits: dict, var_f: float, n: int)
         ax.set(xscale="log", yscale="log", xlabel=title, ylabel=r"excess risk $E(\hat F - f)^2$", title=f"n = {n}")
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.yaxis.set_minor_formatter(_minor_log_formatter(ax.yaxis))   # labels on a short log axis
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -91,11 +105,11 @@ def report_lk_study(results: dict, sweeps: dict, fits: dict, prefix: str, *, att
     {prefix}_{sweep}_{kind}_slope / _lo / _hi, {prefix}_{sweep}_{kind}_{x} (and {prefix}_{sweep}_mass_{x})."""
     for s, (xs, cs, _) in sweeps.items():
         print(f"excess risk (mean over seeds) against {s}:")
-        print(f"{s:>5} " + " ".join(f"{kind:>12}" for kind, _ in LK_KINDS) + (f" {'attn mass':>10}" if attention else ""))
+        print(f"{s:>5} " + " ".join(f"{kind:>12}" for kind, _ in lk_kinds(results)) + (f" {'attn mass':>10}" if attention else ""))
         for x, c in zip(xs, cs):
-            print(f"{x:>5} " + " ".join(f"{results[c][kind].mean():>12.4f}" for kind, _ in LK_KINDS)
+            print(f"{x:>5} " + " ".join(f"{results[c][kind].mean():>12.4f}" for kind, _ in lk_kinds(results))
                   + (f" {results[c]['mass'].mean():>10.2f}" if attention else ""))
-        for kind, _ in LK_KINDS:
+        for kind, _ in lk_kinds(results):
             f = fits[(s, kind)]
             print(f"  slope of log risk vs log {s}, {kind:>11}: {f.exponent:.2f} [{f.ci_low:.2f}, {f.ci_high:.2f}]")
             glue(f"{prefix}_{s}_{kind}_slope", round(f.exponent, 2))

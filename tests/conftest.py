@@ -9,7 +9,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: runs on a CUDA GPU and compares with the CPU run (`make gpu-check`); "
                                        "skipped when torch.cuda.is_available() is False")
     config.addinivalue_line("markers", "flower: starts Flower (Ray simulation or SuperLink/SuperNode processes) in a "
-                                       "subprocess with a hard timeout")
+                                       "subprocess with a hard timeout. `make test` deselects them: chapters 43 and 46 "
+                                       "assert the same equalities (simulation and deployment = in-process engine) when "
+                                       "its quick stage executes them; `make flower-e2e` runs these tests")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -33,9 +33,13 @@ def test_accepts_lists_tensors_and_seed_columns():
     y = 2 * XS[:, None] ** -0.5 * np.exp(0.05 * np.random.default_rng(0).standard_normal((6, 4)))
     fit_np = fit_power_law(XS, y)
     fit_torch = fit_power_law(torch.tensor(XS), torch.tensor(y))
-    fit_flat = fit_power_law(list(np.repeat(XS, 4)), list(y.reshape(-1)))
-    assert fit_np == fit_torch == fit_flat
-    assert fit_np.n_points == 24
+    fit_flat = fit_power_law(list(np.repeat(XS, 4)), list(y.reshape(-1)))       # one curve of 24 points
+    assert fit_np == fit_torch
+    assert fit_np.n_points == fit_flat.n_points == 24 and fit_np.n_seeds == 4 and fit_flat.n_seeds == 1
+    assert (fit_np.method, fit_flat.method) == ("seeds", "points")             # >= 3 seed columns: t over seeds
+    assert fit_np.exponent == pytest.approx(fit_flat.exponent, abs=1e-12)       # the same least-squares slope
+    from dataclasses import replace
+    assert replace(fit_power_law(XS, y, method="points"), n_seeds=1) == fit_flat   # the bootstrap on request
 
 
 def test_noisy_fit_is_close_and_ci_brackets_estimate():
@@ -44,12 +48,26 @@ def test_noisy_fit_is_close_and_ci_brackets_estimate():
     fit = fit_power_law(XS, y)
     assert abs(fit.exponent + 0.75) < 0.1
     assert fit.ci_low < fit.exponent < fit.ci_high
-    assert fit.ci_high - fit.ci_low < 0.2
+    # the seeds interval is Student's t over the five per-seed least-squares slopes
+    from scipy import stats
+    slopes = np.array([np.polyfit(np.log(XS), np.log(y[:, j]), 1)[0] for j in range(5)])
+    half = stats.t.ppf(0.975, 4) * slopes.std(ddof=1) / np.sqrt(5)
+    assert fit.exponent == pytest.approx(slopes.mean(), abs=1e-12)
+    assert (fit.ci_low, fit.ci_high) == pytest.approx((slopes.mean() - half, slopes.mean() + half), abs=1e-12)
+    points = fit_power_law(XS, y, method="points")                              # 30 points: a narrow bootstrap
+    assert points.ci_low < points.exponent < points.ci_high and points.ci_high - points.ci_low < 0.2
+
+
+def test_seeds_method_needs_two_seeds_and_names_the_method():
+    with pytest.raises(ValueError, match="^method 'seeds' needs"):
+        fit_power_law(XS, XS**-0.5, method="seeds")
+    with pytest.raises(ValueError, match="^method must be"):
+        fit_power_law(XS, XS**-0.5, method="pairs")
 
 
 def test_ci_covers_truth_at_about_the_nominal_rate():
-    # 20 points (5 x values, 4 seeds), log-normal noise. The percentile pairs bootstrap is known to
-    # under-cover slightly with few points (measured 0.925 here); 0.88 is 3.5 binomial s.d. below that.
+    # 20 points (5 x values, 4 seeds), log-normal noise: the t interval over the four per-seed slopes is exact for
+    # normal slopes (nominal 0.95); 0.88 is about 6 binomial s.d. below it, 0.99 about 4 above.
     xs = np.geomspace(100, 10_000, 5)
     hits = 0
     reps = 400
@@ -254,9 +272,9 @@ def test_check_range_rejects(value, kwargs, message):
 
 
 def test_check_finite_names_the_step():
-    check_finite(torch.ones(3), "particles")
+    check_finite("particles", torch.ones(3))
     with pytest.raises(DivergenceError, match="particles became non-finite at step 17"):
-        check_finite(torch.tensor([1.0, float("nan")]), "particles", step=17)
+        check_finite("particles", torch.tensor([1.0, float("nan")]), step=17)
 
 
 # ---------------------------------------------------------------- the device-and-randomness contract
@@ -392,3 +410,59 @@ def test_kernel_ridge_rejects_bad_shapes():
         kernel_ridge(rbf_kernel, X, X[:5, 0], ridges=[1.0])
     with pytest.raises(ValueError, match=r"^n \(X.shape\[0\]\) must be an integer in \[2, inf\)"):
         kernel_ridge(rbf_kernel, X[:1], X[:1, 0], ridges=[1.0])
+
+
+# ---------------------------------------------------------------- the tuned Gaussian kernel ridge (one baseline)
+def test_rbf_kernel_ridge_tunes_bandwidth_and_ridge_with_the_core_solver():
+    from learnthy_nb.core import kernel_ridge, median_bandwidth, rbf_kernel, rbf_kernel_ridge, KernelRidgeFit
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(300, 2, generator=g)
+    fit = rbf_kernel_ridge(X, torch.sin(2 * X[:, 0]), bandwidth_factors=(0.25, 1.0, 16.0), ridges=RIDGES9,
+                           generator=g)
+    assert isinstance(fit.fit, KernelRidgeFit) and fit.bandwidth in fit.bandwidths
+    assert len(fit.val_scores) == 3 and all(len(v) == 9 for v in fit.val_scores)
+    best = min(min(v) for v in fit.val_scores)
+    assert min(fit.val_scores[fit.bandwidths.index(fit.bandwidth)]) == best
+    Xt = torch.randn(400, 2, generator=g)
+    assert float((fit.predict(Xt) - torch.sin(2 * Xt[:, 0]).double()).square().mean()) < 0.02
+    # one bandwidth: the same as core's kernel_ridge with the same split
+    one = rbf_kernel_ridge(X, X[:, 0], bandwidth_factors=(1.0,), ridges=(1e-3,), generator=torch.Generator().manual_seed(5))
+    h = median_bandwidth(X)
+    ref = kernel_ridge(lambda A, B: rbf_kernel(A, B, bandwidth=h), X, X[:, 0], ridges=(1e-3,))
+    assert torch.allclose(one.fit.alpha, ref.alpha)
+
+
+def test_rbf_kernel_ridge_above_tune_max_searches_a_subsample_then_the_shortlist_on_all_rows():
+    from learnthy_nb.core import kernel_ridge, rbf_kernel, rbf_kernel_ridge
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(500, 3, generator=g, dtype=torch.float64)
+    y = torch.cos(X[:, 1]) + 0.05 * torch.randn(500, generator=g, dtype=torch.float64)
+    fit = rbf_kernel_ridge(X, y, tune_max=200, shortlist=2, generator=torch.Generator().manual_seed(1))
+    sub = rbf_kernel_ridge(X[:200], y[:200], generator=torch.Generator().manual_seed(1))
+    assert fit.bandwidths == sub.bandwidths and fit.val_scores == sub.val_scores   # the search is the first 200 rows'
+    shortlisted = [i for i, v in enumerate(fit.final_scores) if v is not None]
+    assert sorted(shortlisted) == sorted(sorted(range(len(sub.val_scores)), key=lambda i: min(sub.val_scores[i]))[:2])
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(1)))
+    for i in shortlisted:                                    # ... scored again on all 500 rows, same split seed
+        ref = kernel_ridge(lambda A, B, h=fit.bandwidths[i]: rbf_kernel(A, B, bandwidth=h), X, y, ridges=RIDGES11,
+                           generator=torch.Generator().manual_seed(seed))
+        assert fit.final_scores[i] == pytest.approx(ref.val_scores)
+    best = min(shortlisted, key=lambda i: min(fit.final_scores[i]))
+    assert fit.bandwidth == fit.bandwidths[best] and fit.fit.X.shape[0] == 500
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(bandwidth_factors=()), "bandwidth_factors"),
+                                         (dict(bandwidth_factors=(0.0,)), "bandwidth_factors"),
+                                         (dict(ridges=()), "ridges"), (dict(val_fraction=1.0), "val_fraction"),
+                                         (dict(tune_max=2), "tune_max"), (dict(shortlist=0), "shortlist")])
+def test_rbf_kernel_ridge_errors(kwargs, name):
+    from learnthy_nb.core import rbf_kernel_ridge
+    X = torch.randn(20, 3, generator=torch.Generator().manual_seed(6))
+    with pytest.raises(ValueError, match=f"^{name}"):
+        rbf_kernel_ridge(X, X[:, 0], **kwargs)
+    with pytest.raises(ValueError, match="^X must"):
+        rbf_kernel_ridge(X[:, 0], X[:, 0])
+
+
+RIDGES9 = tuple(10.0**k for k in range(-7, 2))
+RIDGES11 = tuple(10.0**k for k in range(-9, 2))

@@ -1,4 +1,4 @@
-"""learnthy_nb.features, part 1 (nbs/50_anisotropic.ipynb): spiked single-index data, tuned kernel ridge, the
+"""learnthy_nb.features, part 1 (nbs/50_anisotropic.ipynb): spiked single-index data, the
 one-step two-layer network, spherical vs normalised dynamics, threshold reading."""
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from learnthy_nb import core
-from learnthy_nb.features import (LINK_DEGREES, LINKS, crossing_threshold, he3_population_loss, kernel_ridge,
+from learnthy_nb.features import (LINK_DEGREES, LINKS, crossing_threshold, he3_population_loss,
                                   resolve_link, spherical_gd, spiked_single_index, train_two_layer)
 
 
@@ -71,35 +71,6 @@ def test_generator_determinism_and_default_generator():
 def test_generator_errors(bad, name):
     with pytest.raises(ValueError, match=name):
         spiked_single_index(**{**dict(n=4, d=3, kappa=1.0), **bad})
-
-
-# ------------------------------------------------------------------------------------------------ kernel ridge
-def test_kernel_ridge_tunes_bandwidth_and_ridge_with_core_solver():
-    g = gen(4)
-    X = torch.randn(300, 2, generator=g)
-    fit = kernel_ridge(X, torch.sin(2 * X[:, 0]), bandwidth_factors=(0.25, 1.0, 16.0), generator=g)
-    assert isinstance(fit.fit, core.KernelRidgeFit) and fit.bandwidth in fit.bandwidths
-    assert len(fit.val_mse) == 3 and all(len(v) == 9 for v in fit.val_mse)
-    best = min(min(v) for v in fit.val_mse)
-    assert min(fit.val_mse[fit.bandwidths.index(fit.bandwidth)]) == best
-    Xt = torch.randn(400, 2, generator=g)
-    assert float((fit.predict(Xt) - torch.sin(2 * Xt[:, 0]).double()).square().mean()) < 0.02
-    # one bandwidth: the same as core's kernel_ridge with the same split
-    one = kernel_ridge(X, X[:, 0], bandwidth_factors=(1.0,), ridges=(1e-3,), generator=gen(5))
-    h = core.median_bandwidth(X)
-    ref = core.kernel_ridge(lambda A, B: core.rbf_kernel(A, B, bandwidth=h), X, X[:, 0], ridges=(1e-3,))
-    assert torch.allclose(one.fit.alpha, ref.alpha)
-
-
-@pytest.mark.parametrize("kwargs,name", [(dict(bandwidth_factors=()), "bandwidth_factors"),
-                                         (dict(bandwidth_factors=(0.0,)), "bandwidth_factors"),
-                                         (dict(ridges=()), "ridges"), (dict(val_fraction=1.0), "val_fraction")])
-def test_kernel_ridge_errors(kwargs, name):
-    X = torch.randn(20, 3, generator=gen(6))
-    with pytest.raises(ValueError, match=name):
-        kernel_ridge(X, X[:, 0], **kwargs)
-    with pytest.raises(ValueError, match="X"):
-        kernel_ridge(X[:, 0], X[:, 0])
 
 
 # ------------------------------------------------------------------------------------------------ network

@@ -90,16 +90,16 @@ def test_masked_loss_empty_set_is_zero_and_full_set_is_mean():
 # ------------------------------------------------------------------------------------------------ training
 def test_erm_learns_the_training_signal_and_is_deterministic():
     D = small(seed=8, n=500)
-    a = erm_train(D, width=8, steps=150, generator=gen(1))
-    b = erm_train(D, width=8, steps=150, generator=gen(1))
+    a = erm_train(D, width=8, n_steps=150, generator=gen(1))
+    b = erm_train(D, width=8, n_steps=150, generator=gen(1))
     assert torch.equal(a.W, b.W)
     assert float(a.accuracy(*D.pooled()).min()) > 0.8
 
 
 def test_feat_with_one_round_equals_erm():
     D = small(seed=9)
-    e = erm_train(D, width=8, steps=40, generator=gen(2))
-    f = feat_train(D, rounds=1, width=8, steps=40, generator=gen(2))
+    e = erm_train(D, width=8, n_steps=40, generator=gen(2))
+    f = feat_train(D, rounds=1, width=8, n_steps=40, generator=gen(2))
     assert isinstance(f, FeatResult)
     for u, v in zip((e.W, e.b, e.h, e.c), (f.net.W, f.net.b, f.net.h, f.net.c)):
         assert torch.equal(u, v)
@@ -108,7 +108,7 @@ def test_feat_with_one_round_equals_erm():
 
 def test_feat_rounds_record_history_and_stay_finite():
     D = small(seed=10)
-    f = feat_train(D, rounds=3, width=8, steps=40, gamma=1.0, generator=gen(3))
+    f = feat_train(D, rounds=3, width=8, n_steps=40, gamma=1.0, generator=gen(3))
     assert f.W_rounds.shape == (3, 2, 8, 10) and f.n_wrong.shape == (3, 2) and f.train_acc.shape == (3, 2)
     assert bool(torch.isfinite(f.W_rounds).all())
     n = D.X.shape[1] * D.X.shape[2]
@@ -136,11 +136,11 @@ def test_retention_term_is_zero_when_previous_head_is_right_on_nothing():
 
 def test_ood_train_changes_the_net_and_zero_steps_copy():
     D = small(seed=12)
-    e = erm_train(D, width=8, steps=30, generator=gen(5))
-    same = ood_train(D, e, steps=0)
+    e = erm_train(D, width=8, n_steps=30, generator=gen(5))
+    same = ood_train(D, e, n_steps=0)
     assert torch.equal(same.W, e.W) and same.W is not e.W
     for obj in ("irm", "vrex"):
-        o = ood_train(D, e, objective=obj, penalty=1e3, steps=30, anneal_steps=5)
+        o = ood_train(D, e, objective=obj, penalty=1e3, n_steps=30, anneal_steps=5)
         assert bool(torch.isfinite(o.W).all()) and not torch.equal(o.W, e.W)
 
 
@@ -148,7 +148,7 @@ def test_divergence_raises():
     D = small(seed=13)
     D.X[0, 0, 0, 0] = float("nan")
     with pytest.raises(core.DivergenceError):
-        erm_train(D, width=4, steps=5, generator=gen(0))
+        erm_train(D, width=4, n_steps=5, generator=gen(0))
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -176,14 +176,14 @@ def test_init_net_errors(kw, name):
         init_net(**{**dict(seeds=1, d=2, width=3), **kw})
 
 
-@pytest.mark.parametrize("kw, name", [(dict(steps=-1), "steps"), (dict(lr=0.0), "lr"), (dict(l2=-1.0), "l2"),
+@pytest.mark.parametrize("kw, name", [(dict(n_steps=-1), "n_steps"), (dict(lr=0.0), "lr"), (dict(l2=-1.0), "l2"),
                                       (dict(width=0), "width")])
 def test_erm_errors(kw, name):
     with pytest.raises(ValueError, match=name):
         erm_train(small(), **kw)
 
 
-@pytest.mark.parametrize("kw, name", [(dict(rounds=0), "rounds"), (dict(steps=-1), "steps"), (dict(lr=-1.0), "lr"),
+@pytest.mark.parametrize("kw, name", [(dict(rounds=0), "rounds"), (dict(n_steps=-1), "n_steps"), (dict(lr=-1.0), "lr"),
                                       (dict(l2=-1.0), "l2"), (dict(gamma=-0.1), "gamma")])
 def test_feat_errors(kw, name):
     with pytest.raises(ValueError, match=name):
@@ -191,7 +191,7 @@ def test_feat_errors(kw, name):
 
 
 @pytest.mark.parametrize("kw, name", [(dict(objective="dro"), "objective"), (dict(penalty=-1.0), "penalty"),
-                                      (dict(steps=-1), "steps"), (dict(lr=0.0), "lr"), (dict(l2=-1.0), "l2"),
+                                      (dict(n_steps=-1), "n_steps"), (dict(lr=0.0), "lr"), (dict(l2=-1.0), "l2"),
                                       (dict(anneal_steps=-1), "anneal_steps")])
 def test_ood_train_errors(kw, name):
     D = small()
