@@ -3,6 +3,7 @@
 Run after the book is built (`make test` builds it first): `pytest -m site tests/`.
 """
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -82,11 +83,19 @@ def _pages():
 @pytest.fixture(scope="module")
 def rendered(built, tmp_path_factory):
     """Each page's DOM after the browser ran its scripts (MathJax), dumped once for all the checks below."""
-    profile = tmp_path_factory.mktemp("chromium-profile-all")
-    doms = {}
-    for page in _pages():
-        out = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+    from concurrent.futures import ThreadPoolExecutor
+    root = tmp_path_factory.mktemp("chromium-profiles")
+
+    def dump(i_page):
+        i, page = i_page                  # one browser profile per page: two Chromiums cannot share one
+        out = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={root / str(i)}", "--dump-dom", page.as_uri()],
                              capture_output=True, text=True, timeout=180)
+        return page, out
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:       # one page per core at a time
+        results = list(pool.map(dump, enumerate(_pages())))
+    doms = {}
+    for page, out in results:
         assert out.returncode == 0, (page.name, out.stderr[-2000:])
         doms[page] = out.stdout
     return doms
