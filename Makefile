@@ -32,13 +32,11 @@ help:
 	@echo "make flower-e2e - the end-to-end Flower tests (simulation and deployment; chapters 43 and 46 also assert them)"
 	@echo "make gpu-check  - the CUDA tests (tests/test_cuda*.py) on a GPU, compared with the CPU"
 
-# --no-compile: Python compiles a module when it is first imported; byte-compiling every installed file up front (torch,
-# Ray, ...) took a minute of a fresh clone's `make test` (setup 157 s -> 93 s measured on 2 cores).
 $(STAMP): pyproject.toml
 	@echo "venv: setting up .venv [$$(date +%T)]"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --no-compile "$(TORCH)" 2>&1 | { $(PIPQUIET); }
-	$(BIN)/python -m pip install -q --no-compile -e ".[dev]" 2>&1 | { $(PIPQUIET); }
+	$(BIN)/python -m pip install -q "$(TORCH)" 2>&1 | { $(PIPQUIET); }
+	$(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | { $(PIPQUIET); }
 	touch $(STAMP)
 	@echo "venv: ready [$$(date +%T)]"
 
