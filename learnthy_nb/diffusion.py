@@ -71,7 +71,7 @@ def _check_points(x: Tensor, d: int, name: str = "x") -> Tensor:
         raise ValueError(f"{name} contains NaN or inf")
     return x
 
-
+# %% ../nbs/10_diffusion.ipynb #c010_1
 class LacunaryDensity:
     r"""A density on [-1, 1]^d of Hölder-Zygmund smoothness exactly s (B^s_{inf,inf}, no smoother).
 
@@ -159,7 +159,7 @@ def _categorical(probs: Tensor, n: int, *, generator: torch.Generator, device=No
     idx = torch.multinomial(probs.to(generator.device), n, replacement=True, generator=generator)
     return idx.to(device) if device is not None else idx
 
-
+# %% ../nbs/10_diffusion.ipynb #c014_1
 class GaussianMixture:
     """sum_k w_k N(mu_k, tau^2 I) in R^d: pdf, cdf (d = 1), sample, and the exact score of its OU marginals.
 
@@ -304,7 +304,7 @@ def w1_1d(samples: Tensor, density, grid_size: int = 2**16) -> float:
     fm = torch.searchsorted(xs, g, right=True).to(torch.float64) / xs.numel()
     return float(torch.trapezoid((fm - density.cdf(g)).abs(), g))
 
-
+# %% ../nbs/10_diffusion.ipynb #c017_1
 def _check_point_pair(names: tuple[str, str], a: Tensor, b: Tensor) -> None:
     """Both a [M, d] and b [K, d] finite 2-D tensors of one dimension d, or a ValueError naming the argument."""
     for name, v in zip(names, (a, b)):
@@ -358,7 +358,7 @@ def kde_tv(x0: Tensor, density, bandwidth: float, grid_size: int = 4096, reflect
     cell = ((hi - lo) / per_axis) ** d
     return float(0.5 * (p_hat - p).abs().sum() * cell)
 
-
+# %% ../nbs/10_diffusion.ipynb #c017_2
 class UniformDensity:
     """U[low, high] in d = 1, a density with a closed-form pdf and cdf, for exact checks of the metrics.
 
@@ -534,7 +534,7 @@ def dsm_loss(model: ScoreNet, x0: Tensor, t: Tensor, z: Tensor) -> Tensor:
     ou_mean_std(t)                                                   # validates t (the training loop skips this)
     return _dsm_loss(model, x0, t, z)
 
-
+# %% ../nbs/10_diffusion.ipynb #c021_1
 def train_score_model(x0, t_min, t_max, *, n_steps: int, batch_size: int, lr: float,
                       generator: Optional[torch.Generator] = None, device=None, width: int = 64,
                       depth: int = 2, n_freq: int = 24, clip=None, skip: bool = False, check_every: int = 100,
@@ -598,7 +598,6 @@ def train_score_model(x0, t_min, t_max, *, n_steps: int, batch_size: int, lr: fl
     model.loss_history = history.cpu()
     return model
 
-
 # %% ../nbs/10_diffusion.ipynb #c025
 def reflect_into(x: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
     """Fold points into [low, high]^d by reflecting at the faces (x -> 2 high - x above, 2 low - x below)."""
@@ -646,7 +645,7 @@ def _step_table(grid: Tensor, device, dtype) -> tuple[Tensor, ...]:
     return (tk.to(device=device, dtype=dtype), tk, col(torch.exp(h)), col(sk * (torch.exp(h) * sk - sk1)),
             col(torch.sqrt(torch.expm1(2 * h))))
 
-
+# %% ../nbs/10_diffusion.ipynb #c025_1
 @torch.no_grad()
 def sample(score_model, n_samples: int, t_min, t_max, *, n_steps: int,
            generator: Optional[torch.Generator] = None, ode: bool = False, start: Optional[Tensor] = None) -> Tensor:
@@ -683,7 +682,7 @@ def sample(score_model, n_samples: int, t_min, t_max, *, n_steps: int,
     check_finite("reverse-process samples", y)
     return y[0] if (n_models == 1 and getattr(score_model, "squeeze", True)) else y
 
-
+# %% ../nbs/10_diffusion.ipynb #c025_2
 def _pushforward_cdf(y: Tensor, w: Tensor, edges: Tensor) -> Tensor:
     """CDF at `edges` [E] of the law that spreads mass w_i uniformly on the segment between y_i and y_{i+1}.
 
@@ -708,7 +707,7 @@ def _pushforward_cdf(y: Tensor, w: Tensor, edges: Tensor) -> Tensor:
 
     return ramp_sum(a, c) - ramp_sum(b, c)
 
-
+# %% ../nbs/10_diffusion.ipynb #c025_3
 @torch.no_grad()
 def ode_density_1d(score_model, t_min, t_max, *, n_steps: int, grid_size: int = 2048,
                    low: float = -1.0, high: float = 1.0, n_start: int = 2**15) -> tuple[Tensor, Tensor]:

@@ -14,7 +14,7 @@ from .diffusion import ou_mean_std, reflect_into
 Tensor = torch.Tensor
 
 # %% auto #0
-__all__ = ['Tensor', 'quadrature_score_1d', 'embed_on_axis', 'kde_sample']
+__all__ = ['Tensor', 'quadrature_score_1d', 'embed_on_axis', 'kde_sample', 'matched_bandwidth']
 
 # %% ../nbs/11_diffusion_beyond.ipynb #c005
 @torch.no_grad()
@@ -76,3 +76,14 @@ def kde_sample(x: Tensor, bandwidth: float, n_samples: int, *, generator: Option
     z = gaussian((n_samples, x.shape[1]), generator=generator, device=x.device, dtype=torch.float64)
     draws = x[pick].to(torch.float64) + bandwidth * z
     return draws if reflect is None else reflect_into(draws, *reflect)
+
+# %% ../nbs/11_diffusion_beyond.ipynb #c006mb
+def matched_bandwidth(n: int, n0: int, s: float, dim: int, dim0: int, const: float) -> float:
+    """The bandwidth rule of dimension `dim`, h(n) proportional to n^{-1/(2s+dim)}, started where the rule of
+    dimension `dim0` is at n0: h(n) = const * n0^{-1/(2s+dim0)} * (n / n0)^{-1/(2s+dim)}. With dim = dim0 it is the
+    minimax bandwidth const * n^{-1/(2s+dim0)} of `minimax_times`."""
+    n, n0 = check_range("n", n, 1, None), check_range("n0", n0, 1, None)
+    s = check_range("s", s, 0, None, low_inclusive=False)
+    dim, dim0 = check_range("dim", dim, 1, None, integer=True), check_range("dim0", dim0, 1, None, integer=True)
+    const = check_range("const", const, 0, None, low_inclusive=False)
+    return float(const * n0 ** (-1 / (2 * s + dim0)) * (n / n0) ** (-1 / (2 * s + dim)))

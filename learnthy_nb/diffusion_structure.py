@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+from typing import Optional, Sequence
+
 import torch
 
 from .core import check_range
@@ -13,7 +15,7 @@ Tensor = torch.Tensor
 
 # %% auto #0
 __all__ = ['Tensor', 'nearest_distance', 'memorised_fraction', 'embed_on_line', 'line_coordinate', 'embed_on_circle',
-           'circle_coordinate', 'distance_to_circle', 'pow10_text', 'principal_frame']
+           'circle_coordinate', 'distance_to_circle', 'pow10_text', 'principal_frame', 'loo_bandwidth']
 
 # %% ../nbs/12_diffusion_structure.ipynb #c006
 def nearest_distance(y: Tensor, x: Tensor, chunk: int = 4096) -> Tensor:
@@ -72,7 +74,7 @@ def line_coordinate(y: Tensor, frame: Tensor) -> Tensor:
     y, v = _points_on_frame(y, frame[:, :1] if torch.is_tensor(frame) and frame.ndim == 2 else frame, 1)
     return y @ v
 
-
+# %% ../nbs/12_diffusion_structure.ipynb #c006_1
 def embed_on_circle(u: Tensor, frame: Tensor) -> Tensor:
     """u [n] or [n, 1] in [-1, 1] -> (cos(pi u) f_1 + sin(pi u) f_2) / pi [n, dim]: a circle of radius 1/pi (arc
     length 2, the length of [-1, 1]) in the plane of the orthonormal frame [dim, 2] (d' = 1, curved); on u's device."""
@@ -115,3 +117,40 @@ def principal_frame(x: Tensor) -> Tensor:
     x = x.to(torch.float64)
     _, vecs = torch.linalg.eigh(x.T @ x / x.shape[0])
     return vecs.flip(-1)
+
+# %% ../nbs/12_diffusion_structure.ipynb #c025loo
+def loo_bandwidth(x: Tensor, bandwidths: Optional[Sequence[float]] = None, *, chunk: int = 1024) -> tuple[float, Tensor]:
+    """The bandwidth of the Gaussian KDE of x [n, D] that maximises the leave-one-out log-likelihood
+    (1/n) sum_i log( 1/(n-1) sum_{j != i} N(x_i; x_j, h^2 I_D) ) over `bandwidths` (default: 60 values from 1e-6 to 2
+    times the median distance between points, geometric). One matrix of squared distances (rows in chunks of
+    `chunk`) serves every bandwidth. Returns (best bandwidth, scores [len(bandwidths)] float64 on x's device).
+    ValueError (naming `bandwidths`) when the best value is at an end of the grid: the grid was too narrow."""
+    if not torch.is_tensor(x) or x.ndim != 2 or x.shape[0] < 3:
+        raise ValueError(f"x must be a tensor of shape [n, D] with n >= 3; got {getattr(x, 'shape', type(x))}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or inf")
+    chunk = int(check_range("chunk", chunk, 1, None, integer=True))
+    x = x.to(torch.float64)
+    n, dim = x.shape
+    if bandwidths is None:
+        scale = float(torch.pdist(x[:2000]).median())
+        if not scale > 0:
+            raise ValueError("x: the points coincide (median distance 0); no bandwidth can be chosen")
+        h = scale * torch.logspace(-6, math.log10(2.0), 60, dtype=torch.float64, device=x.device)
+    else:
+        h = torch.tensor([float(check_range("bandwidths", b, 0, None, low_inclusive=False)) for b in bandwidths],
+                         dtype=torch.float64, device=x.device)
+        if h.numel() < 3:
+            raise ValueError(f"bandwidths must hold at least 3 values, got {h.numel()}")
+    total = torch.zeros_like(h)
+    for start in range(0, n, chunk):
+        d2 = torch.cdist(x[start:start + chunk], x).pow(2)                          # [c, n]
+        rows = torch.arange(d2.shape[0], device=x.device)
+        d2[rows, start + rows] = float("inf")                                          # leave x_i out
+        total += torch.logsumexp(-d2[None] / (2 * h[:, None, None] ** 2), dim=-1).sum(-1)
+    scores = total / n - math.log(n - 1) - dim / 2 * torch.log(2 * math.pi * h ** 2)
+    best = int(scores.argmax())
+    if best in (0, h.numel() - 1):
+        raise ValueError(f"bandwidths: the best leave-one-out bandwidth {float(h[best]):.3g} is at an end of the grid "
+                         f"[{float(h[0]):.3g}, {float(h[-1]):.3g}]; widen it")
+    return float(h[best]), scores

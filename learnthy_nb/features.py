@@ -100,7 +100,7 @@ def _feature_kernel(A, B, *, W, scale, bias):
     fb = torch.relu(B @ W.T / scale + bias).double()
     return fa @ fb.T / W.shape[0]
 
-
+# %% ../nbs/50_anisotropic.ipynb #c015_1
 def train_two_layer(X: torch.Tensor, y: torch.Tensor, *, width: int = 256, step: float = 4.0,
                     ridges: Sequence[float] = tuple(10.0**k for k in range(-7, 2)), val_fraction: float = 0.25,
                     generator: Optional[torch.Generator] = None) -> TwoLayerFit:

@@ -28,10 +28,10 @@ from .federated import (
     Diff2Server, LogisticNonconvex, client_step, parity_digits, run_diff2, split_clients, stack_clients)
 
 # %% auto #0
-__all__ = ['diff2_client_app', 'diff2_server_app', 'FlowerRunConfig', 'Diff2Config', 'to_record', 'from_record', 'client_data',
-           'node_partition', 'diff2_client_query', 'diff2_client_train', 'wait_for_nodes', 'ask_nodes',
-           'run_diff2_server', 'diff2_server_main', 'diff2_reference', 'simulate', 'simulate_diff2', 'write_app',
-           'deploy_local']
+__all__ = ['diff2_client_app', 'diff2_server_app', 'ENGINE_DESCRIPTIONS', 'FlowerRunConfig', 'Diff2Config', 'to_record',
+           'from_record', 'client_data', 'node_partition', 'diff2_client_query', 'diff2_client_train', 'wait_for_nodes',
+           'ask_nodes', 'run_diff2_server', 'diff2_server_main', 'diff2_reference', 'simulate', 'simulate_diff2',
+           'write_app', 'deploy_local', 'record_engine_claims']
 
 # %% ../nbs/43_flower.ipynb #c005a
 class FlowerRunConfig:
@@ -362,7 +362,7 @@ def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen, name: str)
         time.sleep(0.2)
     raise TimeoutError(f"{name} did not listen on port {port} within {timeout:g} s")
 
-
+# %% ../nbs/43_flower.ipynb #c024_1
 def deploy_local(config, *, port: Optional[int] = None, workdir=None, timeout: float = 600.0,
                  serverapp: str = "learnthy_nb.flower:diff2_server_app",
                  clientapp: str = "learnthy_nb.flower:diff2_client_app") -> tuple[object, str]:
@@ -438,3 +438,26 @@ def deploy_local(config, *, port: Optional[int] = None, workdir=None, timeout: f
             log.close()
         if own:
             shutil.rmtree(work, ignore_errors=True)
+
+# %% ../nbs/43_flower.ipynb #c028e
+ENGINE_DESCRIPTIONS = {
+    "simulation": "Flower's simulation engine (virtual SuperNodes)",
+    "deployment": "separate processes (a SuperLink and SuperNodes over localhost, launched with `flwr run`)"}
+
+
+def record_engine_claims(prefix: str, gaps: dict, *, statement: str, tolerance: float, section: str) -> dict:
+    """One recorded claim per Flower engine in `gaps` ({"simulation": gap, "deployment": gap}): the largest difference
+    between the Flower run and the in-process engine is at most `tolerance` (also its reproduction tolerance).
+    `statement` names the run with "{where}", replaced by the engine's description (`ENGINE_DESCRIPTIONS`); the keys
+    are "<prefix>.<engine>_equals_engine". Returns {engine: Claim}."""
+    from learnthy_nb.core import record_claim
+    unknown = set(gaps) - set(ENGINE_DESCRIPTIONS)
+    if unknown:
+        raise ValueError(f"gaps: unknown engine(s) {sorted(unknown)}; allowed {sorted(ENGINE_DESCRIPTIONS)}")
+    if "{where}" not in statement:
+        raise ValueError("statement must contain '{where}' (the engine's description goes there)")
+    tolerance = float(check_range("tolerance", tolerance, 0, None, low_inclusive=False))
+    return {name: record_claim(f"{prefix}.{name}_equals_engine", statement=statement.format(where=ENGINE_DESCRIPTIONS[name]),
+                               kind="value", theory=0.0, measured=float(gap), relation="<=", tolerance=tolerance,
+                               reproduce_tol=tolerance, section=section)
+            for name, gap in gaps.items()}

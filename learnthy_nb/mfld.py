@@ -76,7 +76,7 @@ def _check_step_parameter(name: str, value, particles: torch.Tensor, positive: b
         return value
     return float(check_range(name, value, 0.0, None, low_inclusive=not positive))
 
-
+# %% ../nbs/30_mfld.ipynb #c009_1
 def run_mfld(grad_first_variation: Callable[[torch.Tensor], torch.Tensor], particles: torch.Tensor, *,
              eta: Union[Number, torch.Tensor], lam: Union[Number, torch.Tensor], n_steps: int,
              generator: Optional[torch.Generator] = None,
@@ -250,7 +250,7 @@ def gibbs_log_density(potential: torch.Tensor, lam: float, cell_volume: float) -
     log_z = torch.logsumexp(logits, 0) + math.log(cell_volume)
     return logits - torch.logsumexp(logits, 0), float(log_z)
 
-
+# %% ../nbs/30_mfld.ipynb #c018_1
 def gibbs_fixed_point_grid(first_variation: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                            axes: Sequence[torch.Tensor], *, lam: float, damping: float = 0.5, tol: float = 1e-10,
                            max_iter: int = 20_000, init: Optional[torch.Tensor] = None) -> GibbsGridSolution:
@@ -490,7 +490,7 @@ def blocks_of(particles: torch.Tensor, p: int = 2) -> torch.Tensor:
 # %% ../nbs/30_mfld.ipynb #c023
 LOSSES = ("squared", "logistic")
 
-
+# %% ../nbs/30_mfld.ipynb #c023_1
 class MeanFieldRegression:
     """F(mu) = (1/n) sum_j loss(f_mu(x_j), y_j) + (l2/2) int |theta|^2 dmu for a `MeanFieldNet`.
 

@@ -105,7 +105,7 @@ def lazy_gradients(W: torch.Tensor, b: torch.Tensor, a: torch.Tensor, Z: torch.T
     dW = (s * a).unsqueeze(-1) * (D.transpose(1, 2) @ Z)                   # [B, m, d]
     return dW, db, da, loss
 
-
+# %% ../nbs/36_parity_beyond.ipynb #c008_1
 def train_lazy_parity(Z, y, *, width: int, lr: float, n_steps: int, bias: float = 1.0, alpha: float = 1.0,
                       generator: Optional[torch.Generator] = None, check_every: int = 100) -> LazyNetModel:
     """Full-batch gradient descent on the logistic loss of wide two-layer ReLU networks (NTK parametrisation).

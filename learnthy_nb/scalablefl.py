@@ -454,7 +454,7 @@ def client_specs(method: Method, clients: Sequence[ClientData], model: CommonMod
                                 tuple(data.labels), float(data.n_train)))
     return specs
 
-
+# %% ../nbs/45_scalablefl.ipynb #70945cbf_1
 def run_federated(method, clients: Sequence[ClientData], rounds: int, *, model: Optional[CommonModel] = None,
                   config: TrainConfig = TrainConfig(), generator: Optional[torch.Generator] = None,
                   eval_every: int = 1, replies: Optional[torch.Tensor] = None,

@@ -36,7 +36,7 @@ def _items(name: str, text: str) -> list:
         raise ValueError(f"{name} must not be empty")
     return out
 
-
+# %% ../nbs/46_scalablefl_flower.ipynb #c006_1
 @dataclass(frozen=True)
 class ScalableFLConfig(FlowerRunConfig):
     """One federated run of `method` (a key of METHODS) as a Flower app runs it. The clients' data are

@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 from .core import (BANDWIDTH_FACTORS, RIDGES, DivergenceError, check_finite, check_range, gaussian,
-                              get_device, rbf_kernel_ridge, resolve_generator, uniform)
+                              get_device, integers, rbf_kernel_ridge, resolve_generator, uniform)
 
 # %% auto #0
 __all__ = ['lacunary', 'SelectionTask', 'TokenSelectionTask', 'window_mask', 'sinusoidal_encoding', 'init_linear_layers',
            'WindowAttention', 'SelectiveTransformer', 'FlatMLP', 'n_parameters', 'matched_mlp_width',
            'warmup_cosine_schedule', 'fit_regressor', 'fit_ensemble', 'excess_risk', 'attention_mass',
-           'kernel_ridge_excess_risk', 'oracle_selection_excess_risk', 'hand_set_selector', 'training_sets',
-           'init_seeds', 'fit_sweep']
+           'kernel_ridge_excess_risk', 'oracle_selection_excess_risk', 'threshold_selection_excess_risk',
+           'hand_set_selector', 'training_sets', 'init_seeds', 'fit_sweep']
 
 # %% ../nbs/20_transformer.ipynb #c005
 def lacunary(v: torch.Tensor, smoothness: float, n_terms: int = 10) -> torch.Tensor:
@@ -34,7 +34,7 @@ def lacunary(v: torch.Tensor, smoothness: float, n_terms: int = 10) -> torch.Ten
     amp = 2.0 ** (-j * smoothness)
     return (amp * torch.cos(math.pi * (2.0 ** j) * v.unsqueeze(-1))).sum(-1) / amp.sum()
 
-
+# %% ../nbs/20_transformer.ipynb #c005_1
 class SelectionTask:
     """Base of the token-selection tasks of Part II: X [n, T, k] with every coordinate uniform on [0, 1]
     (the keys possibly rearranged), y = f(X) + noise_std * eps with eps ~ N(0, 1) of `target_shape(n)`.
@@ -102,29 +102,35 @@ class SelectionTask:
         eps = gaussian(self.target_shape(n), generator=generator, device=device, dtype=dtype)
         return X, self.regression_function(X) + self.noise_std * eps
 
-
+# %% ../nbs/20_transformer.ipynb #c005_2
 class TokenSelectionTask(SelectionTask):
     """Synthetic regression where the target reads the value of one selected token out of a window of L.
 
     A sample is X in R^{L x k}: token i is (key_i, v_i, z_i) with key_i, v_i, z_i uniform on [0, 1]
     (z_i: k - 2 irrelevant coordinates). With `dynamic=True` the important token is the one with the
     largest key, i* = argmax_i key_i, and its key is raised by `key_gap` so the two largest keys differ
-    by at least the gap; with `dynamic=False` it is always token 0 (fixed importance).
+    by at least the gap; with `dynamic=False` it is always token 0 (fixed importance). With `key_shift` > 0 every key
+    of a sample is then raised by one common offset drawn uniform on [0, key_shift]: i* and f are unchanged, and
+    softmax attention (invariant to a common shift of its scores) can still find i*, but no fixed threshold on a
+    single token's key can (the control "Is attention needed to select?" of chapter 20).
     Target: y = g(v_{i*}) + noise_std * eps, eps ~ N(0, 1), g = `lacunary(., smoothness)`.
     So the Bayes risk (the MSE of the regression function f*(X) = g(v_{i*})) is noise_std^2.
     """
     min_k = 2
 
     def __init__(self, L: int, k: int, smoothness: float, noise_std: float, dynamic: bool = True,
-                 key_gap: float = 0.0, n_terms: int = 10):
+                 key_gap: float = 0.0, n_terms: int = 10, key_shift: float = 0.0):
         super().__init__(L, k, smoothness, noise_std, n_terms=n_terms)
         self.key_gap = float(check_range("key_gap", key_gap, 0, None))
+        self.key_shift = float(check_range("key_shift", key_shift, 0, None))
         self.dynamic = bool(dynamic)
 
     def _adjust_keys(self, X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.dynamic and self.key_gap > 0:
             top = X[..., 0].argmax(dim=1)
             X[torch.arange(X.shape[0], device=X.device), top, 0] += self.key_gap
+        if self.key_shift > 0:                       # one offset per sample (no draw at all when key_shift = 0)
+            X[..., 0] += self.key_shift * uniform((X.shape[0], 1), generator=generator, device=X.device, dtype=X.dtype)
         return X
 
     def important_index(self, X: torch.Tensor) -> torch.Tensor:
@@ -217,7 +223,7 @@ class WindowAttention(nn.Module):
         out = (weights @ v).transpose(1, 2).reshape(n, Q, d)
         return self.o(out), weights
 
-
+# %% ../nbs/20_transformer.ipynb #c012_1
 class SelectiveTransformer(nn.Module):
     """Embedding + positional encoding, n_layers x (sliding-window attention + token-wise FNN, each with a
     residual), a linear read-out and output clipping; built from torch primitives.
@@ -314,7 +320,7 @@ class SelectiveTransformer(nn.Module):
             raise ValueError("no attention recorded: call the model (or pass X) first")
         return self._attention
 
-
+# %% ../nbs/20_transformer.ipynb #c012_2
 class FlatMLP(nn.Module):
     """Baseline: a ReLU MLP on the flattened window, X [n, L, k] -> [n] (input dimension L k).
 
@@ -406,7 +412,7 @@ def fit_regressor(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, n_steps
                            val_fraction=val_fraction, eval_every=eval_every, check_every=check_every)
     return history[:, 0]
 
-
+# %% ../nbs/20_transformer.ipynb #c016_1
 def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, n_train: Sequence[int], *,
                  n_steps: int, lr: float, batch_size: int, data_index: Optional[Sequence[int]] = None,
                  generator: Optional[torch.Generator] = None, weight_decay: float = 0.0,
@@ -503,7 +509,7 @@ def fit_ensemble(models: Sequence[nn.Module], X: torch.Tensor, y: torch.Tensor, 
             m.eval()
     return history.cpu()
 
-
+# %% ../nbs/20_transformer.ipynb #c016_2
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters())
     return p.device, p.dtype
@@ -529,17 +535,23 @@ def excess_risk(model: nn.Module, task: TokenSelectionTask, n_test: int,
 
 @torch.no_grad()
 def attention_mass(model: SelectiveTransformer, task: TokenSelectionTask, n_test: int,
-                   generator: Optional[torch.Generator] = None) -> float:
-    """Mean attention weight (averaged over heads) that the read-out position puts on i*(X) in the last layer.
+                   generator: Optional[torch.Generator] = None, heads: str = "best") -> float:
+    """Attention weight that the read-out position puts on i*(X) in the last layer, averaged over n_test inputs: of
+    the head that puts the most weight on i* (heads="best": a network may select with one head and use another for
+    something else; the statistic of the sequence chapter's `sequence_attention_mass`), or averaged over the heads
+    (heads="mean").
 
     A float; the n_test test inputs are drawn with `generator` (None: a fresh CPU generator seeded 0) on the
     model's device.
     """
     n_test = int(check_range("n_test", n_test, 1, None, integer=True))
+    if heads not in ("best", "mean"):
+        raise ValueError(f"heads must be 'best' or 'mean', got {heads!r}")
     device, dtype = _model_device_dtype(model)
     X, _ = task.sample(n_test, generator, device=device, dtype=dtype)
-    w = model.attention_weights(X)[-1][:, :, -1, :].mean(1)                      # [n, L]
-    return float(w[torch.arange(n_test, device=device), task.important_index(X)].mean())
+    w = model.attention_weights(X)[-1][:, :, -1, :]                              # [n, H, L]
+    per_head = w[torch.arange(n_test, device=device), :, task.important_index(X)].mean(0)   # [H]
+    return float(per_head.max() if heads == "best" else per_head.mean())
 
 
 def _check_sample(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, n_test: int,
@@ -561,7 +573,7 @@ def _check_sample(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, n_
         check_range(f"ridges[{i}]", r, 0, None, low_inclusive=False)
     return n_test, ridges
 
-
+# %% ../nbs/20_transformer.ipynb #c016_3
 def kernel_ridge_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, *, n_test: int,
                              ridges: Optional[Sequence[float]] = None,
                              bandwidth_factors: Optional[Sequence[float]] = None, val_fraction: float = 0.2,
@@ -610,6 +622,37 @@ def oracle_selection_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: t
                            bandwidth_factors=factors, tune_max=tune_max, generator=generator)
     return float(((fit.predict(selected(Xt)) - task.regression_function(Xt).double()) ** 2).mean())
 
+
+# %% ../nbs/20_transformer.ipynb #c091t
+def threshold_selection_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, *, n_test: int,
+                                    quantiles: Sequence[float] = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995),
+                                    val_fraction: float = 0.2, tune_max: int = 1000,
+                                    generator: Optional[torch.Generator] = None) -> float:
+    """Excess risk E(g_hat(v~_theta(X)) - f*)^2 (a float) of a selection by a token-wise threshold: v~_theta(X) is the
+    mean value (coordinate 1) of the tokens whose key (coordinate 0) exceeds theta, or of all tokens when none does,
+    and g is estimated on it by the tuned Gaussian kernel ridge of `oracle_selection_excess_risk`. theta is chosen
+    among the `quantiles` of all training keys by the held-out error of that fit (one split for every theta).
+    `generator` (None: a fresh CPU generator seeded 0) draws the n_test test inputs first, then the split."""
+    n_test, _ = _check_sample(task, X, y, n_test, None)
+    qs = [float(check_range("quantiles", q, 0, 1, low_inclusive=False, high_inclusive=False)) for q in quantiles]
+    if not qs:
+        raise ValueError("quantiles must hold at least one value in (0, 1)")
+    generator = resolve_generator(generator)
+    Xt, _ = task.sample(n_test, generator, device=X.device, dtype=X.dtype)
+    split_seed = int(integers(0, 2**62, (1,), generator=generator, device="cpu"))
+    thetas = torch.quantile(X[..., 0].flatten().double(), torch.tensor(qs, dtype=torch.float64, device=X.device))
+
+    def selected(Z: torch.Tensor, theta: float) -> torch.Tensor:    # [m, L, k] -> v~_theta as [m, 1]
+        keep = (Z[..., 0] > theta).to(torch.float64)
+        keep = torch.where(keep.sum(1, keepdim=True) > 0, keep, torch.ones_like(keep))
+        return ((keep * Z[..., 1].double()).sum(1) / keep.sum(1))[:, None]
+
+    fits = [rbf_kernel_ridge(selected(X, float(t)), y.double(), val_fraction=val_fraction, tune_max=tune_max,
+                             bandwidth_factors=tuple(2.0**j for j in range(-7, 3)),
+                             generator=torch.Generator().manual_seed(split_seed)) for t in thetas]
+    best = min(range(len(fits)), key=lambda i: min(min(s) for s in fits[i].final_scores if s is not None))
+    pred = fits[best].predict(selected(Xt, float(thetas[best])))
+    return float(((pred - task.regression_function(Xt).double()) ** 2).mean())
 
 # %% ../nbs/20_transformer.ipynb #c018
 class _Link(nn.Module):

@@ -44,7 +44,8 @@ def run_config(task: SelectionTask, n: int, seeds: int, *, d_model: int, n_heads
     return out
 
 # %% auto #0
-__all__ = ['LK_KINDS', 'run_config', 'lk_kinds', 'lk_sweeps', 'run_lk_study', 'fit_lk_study', 'plot_lk_study', 'report_lk_study']
+__all__ = ['LK_KINDS', 'run_config', 'lk_kinds', 'lk_sweeps', 'run_lk_study', 'fit_lk_study', 'plot_lk_study', 'report_lk_study',
+           'lk_study']
 
 # %% ../nbs/21_transformer_beyond.ipynb #c004b
 LK_KINDS = (("transformer", "C0"), ("mlp", "C1"), ("krr", "C2"), ("oracle", "C3"))  # the estimators and their colours
@@ -61,8 +62,8 @@ def lk_sweeps(L0: int, k0: int, Ls, ks) -> dict:
 
     Returns {"k": (ks, [(L0, k) for k in ks], axis label), "L": (Ls, [(L, k0) for L in Ls], axis label)}.
     """
-    return {"k": (tuple(ks), [(L0, k) for k in ks], f"token dimension k (L = {L0})"),
-            "L": (tuple(Ls), [(L, k0) for L in Ls], f"window length L (k = {k0})")}
+    return {"k": (tuple(ks), [(L0, k) for k in ks], f"token dimension d_tok (L = {L0})"),
+            "L": (tuple(Ls), [(L, k0) for L in Ls], f"window length L (d_tok = {k0})")}
 
 
 def run_lk_study(make_task, sweeps: dict, n: int, seeds: int, **train_args) -> dict:
@@ -120,3 +121,19 @@ def report_lk_study(results: dict, sweeps: dict, fits: dict, prefix: str, *, att
         if attention:
             for x, c in zip(xs, cs):
                 glue(f"{prefix}_{s}_mass_{x}", round(float(results[c]["mass"].mean()), 2))
+
+# %% ../nbs/21_transformer_beyond.ipynb #c004f
+def lk_study(make_task, cfg, device: Optional[torch.device] = None) -> tuple:
+    """A chapter's whole (L, k) study from its config `cfg` (fields L0, k0, Ls, ks, n, seeds, n_boot and the training
+    arguments of `run_config`): the sweeps, `run_lk_study`, Var f(X) at (L0, k0) (100,000 inputs, a CPU generator
+    seeded 5; the same for every (L, k) when the target reads a fixed set of coordinates), `fit_lk_study` and
+    `plot_lk_study`. Returns (results, sweeps, fits, var_f, fig)."""
+    train_args = dict(d_model=cfg.d_model, n_heads=cfg.n_heads, n_steps=cfg.n_steps, lr=cfg.lr,
+                      batch_size=cfg.batch_size, val_fraction=cfg.val_fraction, n_test=cfg.n_test, device=device)
+    sweeps = lk_sweeps(cfg.L0, cfg.k0, cfg.Ls, cfg.ks)
+    results = run_lk_study(make_task, sweeps, cfg.n, cfg.seeds, **train_args)
+    task0 = make_task(cfg.L0, cfg.k0)
+    X, _ = task0.sample(100_000, torch.Generator().manual_seed(5), device="cpu")
+    var_f = float(task0.regression_function(X).var())
+    fits = fit_lk_study(results, sweeps, cfg.n_boot)
+    return results, sweeps, fits, var_f, plot_lk_study(results, sweeps, fits, var_f, cfg.n)

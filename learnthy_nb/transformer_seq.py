@@ -14,7 +14,11 @@ from .core import check_range, get_device, resolve_generator, uniform
 from .transformer import (FlatMLP, SelectionTask, SelectiveTransformer, excess_risk, attention_mass,
                                      fit_ensemble, hand_set_selector, matched_mlp_width, n_parameters)
 
+# %% auto #0
+__all__ = ['SequenceSelectionTask', 'SequenceReadout', 'WindowMLP', 'sequence_excess_risk', 'sequence_attention_mass',
+           'sequence_models', 'risk_and_mass', 'hand_set_second_selector', 'fit_length_curriculum']
 
+# %% ../nbs/22_transformer_seq.ipynb #c004_1
 class SequenceSelectionTask(SelectionTask):
     """Sequence-to-sequence selection: T tokens in, one target at every position whose window is full.
 
@@ -79,10 +83,6 @@ class SequenceSelectionTask(SelectionTask):
             f = f + self.second_weight * self.g(X[rows, self.ranked_index(X, 1), 1])
         return f
 
-# %% auto #0
-__all__ = ['SequenceSelectionTask', 'SequenceReadout', 'WindowMLP', 'sequence_excess_risk', 'sequence_attention_mass',
-           'sequence_models', 'risk_and_mass', 'hand_set_second_selector', 'fit_length_curriculum']
-
 # %% ../nbs/22_transformer_seq.ipynb #c006
 class SequenceReadout(nn.Module):
     """The seq-to-seq estimator: X [n, T, k] -> [n, P], the outputs of `model.sequence` at t = L-1, ..., T-1.
@@ -140,12 +140,12 @@ def sequence_excess_risk(model: nn.Module, task: SequenceSelectionTask, n_test: 
         raise ValueError(f"model must return [n, P={task.P}] outputs, got {tuple(pred.shape)}")
     return float(((pred - task.regression_function(X)) ** 2).mean())
 
-
+# %% ../nbs/22_transformer_seq.ipynb #c006_1
 @torch.no_grad()
 def sequence_attention_mass(model: SelectiveTransformer, task: SequenceSelectionTask, n_test: int,
                             generator: Optional[torch.Generator] = None, rank: int = 0) -> torch.Tensor:
     """Attention weight on the (rank+1)-th ranked token of each window, per head of the last layer: [n_heads]
-    (a CPU tensor, one number per head; `attention_mass` gives the head average as a float).
+    (a CPU tensor, one number per head; `attention_mass` gives the best head's as a float).
 
     Averaged over n_test fresh sequences (drawn with `generator`, None: a fresh CPU generator seeded 0, on the
     model's device) and the P output positions (uniform attention would give 1/L).
@@ -211,7 +211,7 @@ class _TwoLinks(nn.Module):
         out[..., 7] = self.g(h[..., 6]) + self.c * self.g(h[..., 5])
         return out
 
-
+# %% ../nbs/22_transformer_seq.ipynb #c008_1
 def hand_set_second_selector(task: SequenceSelectionTask, beta: float = 2000.0, K: float = 80.0, *,
                              device: Optional[torch.device] = None) -> SelectiveTransformer:
     """The two-layer construction of the chapter, weights set by hand (float64): output g(v_i1) + c g(v_i2).

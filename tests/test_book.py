@@ -62,7 +62,8 @@ def test_chapter_conventions(path):
     assert "google.colab" in _src(colab) and "remove-cell" in _tags(colab), "first code cell: the Colab install cell"
     exp = [c for c in code if re.match(r"#\|\s*default_exp\s+\w+", _src(c))]
     assert len(exp) == 1 and "remove-cell" in _tags(exp[0]), "one `#| default_exp` cell, tagged remove-cell"
-    assert any("record_claim(" in _src(c) for c in code), "the chapter records its headline claims (record_claim)"
+    assert any(re.search(r"\brecord_(claim|engine_claims)\(", _src(c)) for c in code), \
+        "the chapter records its headline claims (record_claim, or record_engine_claims for the Flower engines)"
     assert "machine_info()" in _src(code[-1]) and "remove-input" in _tags(code[-1]), "last cell prints machine_info()"
     # Stored outputs are book-scale results: every code cell was executed (nbdev_clean would null these).
     assert all(c.get("execution_count") is not None for c in code if _src(c).strip() and "remove-cell" not in _tags(c))

@@ -466,3 +466,56 @@ def test_rbf_kernel_ridge_errors(kwargs, name):
 
 RIDGES9 = tuple(10.0**k for k in range(-7, 2))
 RIDGES11 = tuple(10.0**k for k in range(-9, 2))
+
+
+def test_label_log_shows_two_plain_labels_on_any_span():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from learnthy_nb.core import label_log
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    for lim in ((0.11, 0.25), (3.0, 4.5), (1, 1e4), (0.02, 0.9)):
+        ax.set_xlim(*lim)
+        label_log(ax.xaxis)
+        ticks = [v for v in ax.xaxis.get_major_locator()() if lim[0] <= v <= lim[1]]
+        labels = [ax.xaxis.get_major_formatter()(v) for v in ticks]
+        assert len(set(labels)) >= 2 and all(abs(float(t) - v) < 1e-6 * v for t, v in zip(labels, ticks)), (lim, labels)
+    ax.set_xscale("linear")
+    ax.set_xlim(-1, 1)
+    with pytest.raises(ValueError, match="axis"):
+        label_log(ax.xaxis)
+    plt.close(fig)
+
+
+def test_legend_by_series_puts_each_series_lines_after_its_points():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from learnthy_nb.core import legend_by_series
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [0, 1], color="C1", label="b theory")
+    ax.errorbar([1, 2], [0, 1], yerr=0.1, color="C0", label="a points")
+    ax.axhline(0.5, color="gray", label="level")
+    ax.errorbar([1, 2], [1, 2], yerr=0.1, color="C1", label="b points")
+    ax.plot([1, 2], [0, 1], color="C0", label="a fit")
+    assert legend_by_series(ax)[1] == ["a points", "a fit", "b points", "b theory", "level"]
+    plt.close(fig)
+
+
+def test_claim_margin_and_the_edge_rule():
+    from learnthy_nb.core import claim_agrees, claim_at_edge, claim_margin, claim_verdict
+    base = dict(key="t.x", theory=-0.5, relation="=", tolerance=0.1, measured=-0.8, ci_low=-1.0, ci_high=-0.55,
+                reproduce_tol=0.45, verdict="reproduced")
+    assert abs(claim_margin(base) - 0.05) < 1e-12 and claim_at_edge(base)
+    # the margin's sign is the verdict, for each relation and with or without an interval
+    for rel in ("=", "<=", ">="):
+        for lo, hi in ((-1.0, -0.55), (-0.7, -0.2), (-0.45, -0.3), (-2.0, -0.7)):
+            c = {**base, "relation": rel, "ci_low": lo, "ci_high": hi, "measured": (lo + hi) / 2}
+            assert (claim_margin(c) >= 0) == (claim_verdict(-0.5, rel, 0.1, c["measured"], lo, hi) == "reproduced")
+    far = {**base, "ci_low": -0.9, "ci_high": -0.2, "measured": -0.5}
+    assert not claim_at_edge(far) and not claim_agrees(far, {**far, "verdict": "not reproduced"})[0]
+    assert claim_agrees(base, {**base, "ci_high": -0.65, "verdict": "not reproduced"})[0]
+    assert not claim_agrees(base, {**base, "ci_high": 0.0, "verdict": "not reproduced"})[0]   # moved beyond tolerance
+    with pytest.raises(ValueError, match="relation"):
+        claim_margin({**base, "relation": "<"})

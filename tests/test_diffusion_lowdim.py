@@ -102,3 +102,17 @@ BAD_CALLS = [
 def test_value_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_matched_bandwidth_starts_at_the_intrinsic_rule_and_shrinks_at_the_ambient_rate():
+    from learnthy_nb.diffusion_lowdim import matched_bandwidth
+    from learnthy_nb.diffusion import minimax_times
+    for n in (300, 1000, 10_000):
+        assert abs(matched_bandwidth(n, n, 0.5, 1, 1, 0.7) - minimax_times(n, 0.5, 1, 0.7)[0]) < 1e-12
+    h = [matched_bandwidth(n, 300, 0.5, 32, 1, 0.7) for n in (300, 3000, 30_000)]
+    assert abs(h[0] - minimax_times(300, 0.5, 1, 0.7)[0]) < 1e-12
+    assert abs(h[1] / h[0] - 10 ** (-1 / 33)) < 1e-12 and abs(h[2] / h[1] - 10 ** (-1 / 33)) < 1e-12
+    for kw, name in ((dict(n=0), "n"), (dict(s=0.0), "s"), (dict(dim=0), "dim"), (dict(const=-1.0), "const")):
+        args = {**dict(n=100, n0=100, s=0.5, dim=2, dim0=1, const=0.7), **kw}
+        with pytest.raises(ValueError, match=name):
+            matched_bandwidth(**args)

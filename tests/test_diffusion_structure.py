@@ -143,3 +143,25 @@ BAD_CALLS = [
 def test_value_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_loo_bandwidth_is_sklearns_leave_one_out_likelihood():
+    import numpy as np
+    from sklearn.model_selection import GridSearchCV, LeaveOneOut
+    from sklearn.neighbors import KernelDensity
+    from learnthy_nb.diffusion_structure import loo_bandwidth
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grid = np.geomspace(0.05, 3.0, 20)
+    h, scores = loo_bandwidth(x, grid, chunk=9)
+    gs = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": grid}, cv=LeaveOneOut()).fit(x.numpy())
+    assert gs.best_params_["bandwidth"] == h
+    assert np.abs(gs.cv_results_["mean_test_score"] - scores.numpy()).max() < 1e-8
+    # data on a line in R^8: the likelihood drives h down to the order of the spacing of neighbouring points
+    u = torch.rand(400, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    line = torch.cat([u[:, None], torch.zeros(400, 7, dtype=torch.float64)], 1)
+    h_line, _ = loo_bandwidth(line)
+    assert h_line < 10 / 400
+    with pytest.raises(ValueError, match="bandwidths"):
+        loo_bandwidth(x, [5.0, 10.0, 20.0])
+    with pytest.raises(ValueError, match="x"):
+        loo_bandwidth(torch.zeros(2, 3))

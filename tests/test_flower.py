@@ -133,3 +133,20 @@ def test_deployment_of_superlink_and_supernodes_equals_the_in_process_engine():
                           "started": "Successfully started run" in log}))
     """, timeout=420)
     assert out["started"] and out["rounds"] == 4 and out["gap"] <= 1e-12
+
+
+def test_record_engine_claims_one_claim_per_engine():
+    from learnthy_nb.flower import ENGINE_DESCRIPTIONS, record_engine_claims
+    claims = record_engine_claims("demo", {"simulation": 0.0, "deployment": 2e-10}, statement="a run on {where}",
+                                  tolerance=1e-9, section="flower-measured")
+    assert set(claims) == {"simulation", "deployment"}
+    assert claims["deployment"].key == "demo.deployment_equals_engine" and claims["deployment"].verdict == "reproduced"
+    assert claims["simulation"].statement == "a run on " + ENGINE_DESCRIPTIONS["simulation"]
+    assert record_engine_claims("demo", {"simulation": 1e-3}, statement="on {where}", tolerance=1e-9,
+                                section="flower-measured")["simulation"].verdict == "not reproduced"
+    for kw, name in ((dict(gaps={"cloud": 0.0}), "gaps"), (dict(statement="no placeholder"), "statement"),
+                     (dict(tolerance=0.0), "tolerance")):
+        args = {**dict(prefix="demo", gaps={"simulation": 0.0}, statement="on {where}", tolerance=1e-9,
+                       section="flower-measured"), **kw}
+        with pytest.raises(ValueError, match=name):
+            record_engine_claims(**args)

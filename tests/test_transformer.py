@@ -318,3 +318,49 @@ def test_fit_sweep_trains_and_measures():
 def test_init_seeds_formula():
     assert init_seeds([0, 0, 1]) == [10_000, 10_001, 20_002]
     assert init_seeds(range(2), seed0=5) == [10_005, 20_006]
+
+
+def test_key_shift_keeps_the_selection_and_the_target():
+    from learnthy_nb.transformer import TokenSelectionTask
+    plain = TokenSelectionTask(L=8, k=3, smoothness=1.0, noise_std=0.0, key_gap=0.1)
+    shifted = TokenSelectionTask(L=8, k=3, smoothness=1.0, noise_std=0.0, key_gap=0.1, key_shift=2.0)
+    X, y = shifted.sample(4000, torch.Generator().manual_seed(0), device="cpu")
+    offset = X[..., 0].min(1).values
+    assert float(offset.min()) >= 0 and float(X[..., 0].max()) > 2.0                  # keys moved, per sample
+    assert torch.equal(shifted.important_index(X), X[..., 0].argmax(1))
+    assert torch.allclose(y, shifted.regression_function(X))
+    # key_shift = 0 draws nothing extra: the same data as before the option existed
+    Xa, ya = plain.sample(50, torch.Generator().manual_seed(1), device="cpu")
+    Xb, yb = TokenSelectionTask(L=8, k=3, smoothness=1.0, noise_std=0.0, key_gap=0.1,
+                                key_shift=0.0).sample(50, torch.Generator().manual_seed(1), device="cpu")
+    assert torch.equal(Xa, Xb) and torch.equal(ya, yb)
+    with pytest.raises(ValueError, match="key_shift"):
+        TokenSelectionTask(L=8, k=3, smoothness=1.0, noise_std=0.0, key_shift=-1.0)
+
+
+def test_threshold_selection_works_with_a_gap_and_fails_with_shifted_keys():
+    from learnthy_nb.transformer import TokenSelectionTask, threshold_selection_excess_risk
+    plain = TokenSelectionTask(L=8, k=3, smoothness=1.0, noise_std=0.2, key_gap=0.3)
+    shifted = TokenSelectionTask(L=8, k=3, smoothness=1.0, noise_std=0.2, key_gap=0.3, key_shift=1.0)
+    risk = {name: threshold_selection_excess_risk(t, *t.sample(600, torch.Generator().manual_seed(2), device="cpu"),
+                                                  n_test=2000, generator=torch.Generator().manual_seed(3))
+            for name, t in (("plain", plain), ("shifted", shifted))}
+    Xv, _ = plain.sample(20_000, torch.Generator().manual_seed(4), device="cpu")
+    var_f = float(plain.regression_function(Xv).var())
+    assert risk["plain"] < 0.35 * var_f and risk["plain"] < 0.6 * risk["shifted"], (risk, var_f)
+    X, y = plain.sample(100, torch.Generator().manual_seed(5), device="cpu")
+    for bad in ((1.0,), (0.0, 0.5), ()):
+        with pytest.raises(ValueError, match="quantiles"):
+            threshold_selection_excess_risk(plain, X, y, n_test=10, quantiles=bad)
+
+
+def test_attention_mass_of_the_best_head_and_of_the_head_average():
+    from learnthy_nb.transformer import SelectiveTransformer, TokenSelectionTask, attention_mass, hand_set_selector
+    task = TokenSelectionTask(L=6, k=3, smoothness=1.0, noise_std=0.1, key_gap=0.3)
+    sel = hand_set_selector(task.k, task.L, task.g, 200.0, device="cpu")
+    assert attention_mass(sel, task, 500) > 0.99                            # the hand-set selector puts all on i*
+    net = SelectiveTransformer(task.k, 8, 2, 1, task.L).to("cpu")
+    best, mean = (attention_mass(net, task, 300, torch.Generator().manual_seed(0), heads=h) for h in ("best", "mean"))
+    assert 0 < mean <= best <= 1
+    with pytest.raises(ValueError, match="heads"):
+        attention_mass(net, task, 10, heads="max")

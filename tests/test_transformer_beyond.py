@@ -130,3 +130,18 @@ def test_lk_study_sweeps_fits_and_figure():
     assert abs(fits[("k", "transformer")].exponent - 0.5) < 0.02 and abs(fits[("L", "mlp")].exponent) < 0.02
     fig = plot_lk_study(results, sweeps, fits, var_f=0.2, n=100)
     assert len(fig.axes) == 2 and "slope 0.50" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+
+
+def test_lk_study_runs_a_whole_study_from_a_config():
+    import matplotlib
+    matplotlib.use("Agg")
+    from types import SimpleNamespace
+    from learnthy_nb.transformer_beyond import lk_study
+    cfg = SimpleNamespace(L0=3, k0=2, Ls=(3, 4), ks=(2, 3), n=30, seeds=2, n_boot=100, d_model=8, n_heads=2, n_steps=2,
+                          lr=1e-3, batch_size=8, val_fraction=0.2, n_test=20)
+    make_task = lambda L, k: TokenSelectionTask(L=L, k=k, smoothness=1.0, noise_std=0.1, key_gap=0.2)
+    results, sweeps, fits, var_f, fig = lk_study(make_task, cfg, torch.device("cpu"))
+    assert set(results) == {(3, 2), (4, 2), (3, 3)}                       # the shared point (L0, k0) is trained once
+    assert all(r["transformer"].shape == (2,) for r in results.values())
+    assert set(fits) == {(s, kind) for s in ("k", "L") for kind in ("transformer", "mlp", "krr", "oracle")}
+    assert 0 < var_f < 10 and len(fig.axes) == 2

@@ -161,14 +161,28 @@ def _execute_one(path: str, out: str, scale: str, timeout: int) -> None:
     import nbclient
     import nbformat
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                                     resources={"metadata": {"path": str(NBS)}})
+    # The stored outputs go first: a cell the execution never reaches (a failure, a kernel that did not start)
+    # must not carry the stored run's output into the new notebook, where `compare` would read it as reproduced.
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     start = time.perf_counter()
     error = None
-    try:
-        client.execute()
-    except Exception as err:       # noqa: BLE001 - reported to the parent with the partial notebook
-        error = err
+    for attempt in range(3):
+        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                                         resources={"metadata": {"path": str(NBS)}})
+        try:
+            client.execute()
+            error = None
+            break
+        except Exception as err:   # noqa: BLE001 - reported to the parent with the partial notebook
+            error = err
+            # Kernels started at the same moment can pick the same free port (jupyter_client finds free ports by
+            # binding and releasing them): the kernel then dies before its first reply. Start it again; a
+            # failure inside the chapter's own code is not retried.
+            if not isinstance(err, RuntimeError) or "Kernel died before replying" not in str(err):
+                break
+            time.sleep(1 + attempt)
     seconds = time.perf_counter() - start
     # CPU time of the kernel (a child of this process, reaped when nbclient shuts it down): what the chapter costs
     # on a dedicated core, whatever else the machine was doing (wall-clock seconds grow on a loaded machine).
@@ -203,8 +217,16 @@ def merge_outputs(current: dict, executed: dict) -> dict | None:
     return {**current, "cells": cells, "metadata": executed["metadata"]}
 
 
-def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: int | None, timeout: int) -> int:
-    """Execute chapters (up to `jobs` at once, one OpenMP thread each); one line per chapter as it ends."""
+def _mostly_waits(nb: dict) -> bool:
+    """The stored run spent under half its wall-clock time on the CPU (a chapter that waits on other processes)."""
+    stamp = nb.get("metadata", {}).get("learnthy", {})
+    return bool(stamp.get("seconds")) and stamp.get("cpu_seconds") is not None and stamp["cpu_seconds"] < 0.5 * stamp["seconds"]
+
+
+def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: int | None, timeout: int,
+        waiting_jobs: int = 2) -> int:
+    """Execute chapters (up to `jobs` at once, one OpenMP thread each, plus up to `waiting_jobs` chapters that mostly
+    wait, see `_mostly_waits`); one line per chapter as it ends."""
     env = dict(os.environ, LEARNTHY_SCALE=scale, LEARNTHY_QUIET="1")
     env.setdefault("OMP_NUM_THREADS", "1")
     env["LEARNTHY_MACHINE"] = machine(env)
@@ -212,6 +234,7 @@ def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: in
     failures, total, t0 = [], len(paths), time.perf_counter()
     done = 0
     print(f"executing {total} chapter(s) at scale {scale!r}, {jobs} at a time"
+          + (f" (+{waiting_jobs} for chapters that mostly wait)" if waiting_jobs > 0 else "")
           + (f", into {out_dir}" if out_dir else ", in place"), flush=True)
 
     def one(p: Path):
@@ -240,10 +263,16 @@ def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: in
             target.unlink()
         return p, ok, seconds, log, moved
 
-    # Longest first (by the stored run's time), so that the last chapter to start is a short one.
+    # Longest first (by the stored run's time), so that the last chapter to start is a short one. Chapters that
+    # mostly wait (the Flower chapters: processes starting and polling each other; stored CPU time under half the
+    # wall time) get `waiting_jobs` slots of their own, so that they do not hold a core the others could use.
     order = sorted(paths, key=lambda p: -read_nb(p).get("metadata", {}).get("learnthy", {}).get("seconds", 1e9))
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in as_completed([pool.submit(one, p) for p in order]):
+    waiting = [p for p in order if _mostly_waits(read_nb(p))] if waiting_jobs > 0 else []
+    busy = [p for p in order if p not in waiting]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
+            ThreadPoolExecutor(max_workers=max(1, waiting_jobs)) as wait_pool:
+        futures = [wait_pool.submit(one, p) for p in waiting] + [pool.submit(one, p) for p in busy]
+        for future in as_completed(futures):
             p, ok, seconds, log, moved = future.result()
             done += 1
             print(f"[{done:2d}/{total}] {p.stem:28s} {seconds:7.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
@@ -360,6 +389,8 @@ def _fit(c: dict) -> str:
 
 
 def results_page(paper_dir: Path = PAPER) -> str:
+    sys.path.insert(0, str(ROOT))
+    from learnthy_nb.core import claim_at_edge
     lines = [
         "# Results",
         "",
@@ -391,8 +422,11 @@ def results_page(paper_dir: Path = PAPER) -> str:
                 base = "; ".join(f"{_cell(k)} {_measured(v)}" for k, v in c["baselines"].items()) or "–"
                 pc = paper.get(c["key"])
                 ptext = f"{_measured(pc)}: {pc['verdict']}" if pc else "not run"
+                edge = " (at the edge)" if claim_at_edge(c) else ""
+                counts["edge"] = counts.get("edge", 0) + bool(edge)
                 rows.append(f"| {_cell(c['statement'])} ({{ref}}`section <{c['section']}>`) | {c['relation']} "
-                            f"{_num(c['theory'])} | {_measured(c)} | {base} | {_fit(c)} | **{c['verdict']}** | {ptext} |")
+                            f"{_num(c['theory'])} | {_measured(c)} | {base} | {_fit(c)} | **{c['verdict']}**{edge} "
+                            f"| {ptext} |")
             if rows:
                 title = src(nb["cells"][0]).splitlines()[0].lstrip("# ").strip()
                 part += [f"### {title}", "",
@@ -401,7 +435,9 @@ def results_page(paper_dir: Path = PAPER) -> str:
         if part:
             lines += [f"## {caption}", "", *part]
     lines.insert(2, f"In all: {counts.get('reproduced', 0)} claims reproduced, "
-                    f"{counts.get('not reproduced', 0)} not reproduced.\n")
+                    f"{counts.get('not reproduced', 0)} not reproduced. {counts.get('edge', 0)} of these verdicts are "
+                    "*at the edge* ({ref}`core-claims-edge`): their interval is closer to flipping the verdict than "
+                    "half the tolerance a re-execution on another machine may move it by.\n")
     return "\n".join(lines) + "\n"
 
 
@@ -451,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("chapters", nargs="*")
     r.add_argument("--scale", default="book", choices=["quick", "book", "paper"])
     r.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    r.add_argument("--waiting-jobs", type=int, default=2,
+                   help="extra slots for chapters whose stored run mostly waited (CPU time < half the wall time)")
     g = r.add_mutually_exclusive_group(required=True)
     g.add_argument("--inplace", action="store_true")
     g.add_argument("--out", type=Path)
@@ -474,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             if not paths:
                 print("every chapter's stored outputs are current: nothing to execute")
                 return 0
-        return run(paths, a.scale, a.jobs, a.out, a.wall, a.timeout)
+        return run(paths, a.scale, a.jobs, a.out, a.wall, a.timeout, a.waiting_jobs)
     if a.cmd == "stale":
         found = stale(chapters(a.chapters))
         for p, why in found:
