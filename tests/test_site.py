@@ -113,6 +113,13 @@ def test_no_raw_tex_on_any_chapter(rendered):
         assert not leftovers, (page.name, leftovers[:5], text[max(0, text.find(leftovers[0]) - 200):][:400])
 
 
+def test_no_undefined_tex_macro_on_any_page(rendered):
+    """MathJax typesets an undefined macro (e.g. `\\kappaw` written for `\\kappa w`) in red instead of failing."""
+    for page, dom in rendered.items():
+        red = [m.start() for m in re.finditer(r'<mjx-[a-z]+[^>]*style="[^"]*color: red', dom)]
+        assert not red, (page.name, "undefined TeX macro(s) typeset in red", _visible_text(dom[red[0] - 300:red[0] + 300]))
+
+
 # MyST markup that did not become what it names: a directive (```{prf:theorem} ... with :label:) that
 # the parser left as text or as a code box, a role ({cite:t}`key`, {glue:text}`name`, {numref}`label`)
 # printed literally, e.g. because it sits inside a directive's title or inside $...$ math.
