@@ -250,3 +250,19 @@ def test_results_page_renders_every_claim_with_links(tmp_path):
     text = _visible_text(dom)
     leftovers = re.findall(r"\$|\\(?:frac|mathbb|mathrm|sum|int|left|right|begin)\b", text)
     assert not leftovers, (leftovers[:5], text[max(0, text.find(leftovers[0]) - 200):][:400])
+
+
+def test_every_chapter_is_numbered_and_every_figure_captioned(built):
+    """Each chapter page's title carries its number; every image of a chapter (its figures) sits in a numbered,
+    captioned figure: no bare plot output."""
+    for page in _chapters():
+        source = page.read_text()
+        titles = re.findall(r"<h1[^>]*>(.*?)</h1>", source, flags=re.S)
+        assert any('class="section-number"' in t for t in titles), (page.name, "chapter title without a number")
+        figures = re.findall(r"<figure\b.*?</figure>", source, flags=re.S)
+        for fig in figures:
+            if "<img" in fig:
+                assert "<figcaption" in fig and "caption-number" in fig, (page.name, "figure without a numbered caption")
+        outside = re.sub(r"<figure\b.*?</figure>", " ", source, flags=re.S)
+        bare = re.findall(r'<img[^>]+src="[^"]*_images/[^"]*"', outside)
+        assert not bare, (page.name, "images outside a captioned figure", bare[:3])
