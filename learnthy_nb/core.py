@@ -20,7 +20,7 @@ __all__ = ['SCALES', 'BANDWIDTH_FACTORS', 'RIDGES', 'CLAIM_MIME', 'RELATIONS', '
            'PowerLawFit', 'fit_power_law', 'plot_rate', 'label_log', 'legend_by_series', 'progress', 'glue',
            'machine_info', 'DivergenceError', 'check_range', 'check_finite', 'haar_orthogonal', 'rbf_kernel',
            'median_bandwidth', 'KernelRidgeFit', 'kernel_ridge', 'TunedKernelRidge', 'rbf_kernel_ridge', 'Claim',
-           'claim_verdict', 'record_claim', 'claim_margin', 'claim_at_edge', 'claim_agrees']
+           'verdict_margin', 'claim_verdict', 'record_claim', 'claim_margin', 'claim_at_edge', 'claim_agrees']
 
 # %% ../nbs/00_core.ipynb #c005
 def _mps_available() -> bool:
@@ -664,25 +664,32 @@ class Claim:
                 f"{self.verdict}{self.edge_text()}")
 
 # %% ../nbs/00_core.ipynb #c041_1
+def verdict_margin(theory: float, relation: str, tolerance: float, lo: float, hi: float) -> float:
+    """How far the interval [lo, hi] (lo = hi for a point) is from flipping the verdict, in the claim's units: the
+    distance one of its ends must move. Positive (or zero): the claim holds; negative: it does not.
+
+    relation "=": the claim holds iff the distance from `theory` to [lo, hi] is at most `tolerance`, i.e.
+    lo <= theory + tolerance and hi >= theory - tolerance: margin min(theory + tolerance - lo, hi - theory + tolerance).
+    "<=": iff hi <= theory + tolerance (the whole interval satisfies the bound): margin theory + tolerance - hi.
+    ">=": iff lo >= theory - tolerance: margin lo - theory + tolerance.
+    """
+    if relation == "=":
+        return min(theory + tolerance - lo, hi - theory + tolerance)
+    if relation == "<=":
+        return theory + tolerance - hi
+    if relation == ">=":
+        return lo - (theory - tolerance)
+    raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+
+
 def claim_verdict(theory: float, relation: str, tolerance: float, measured: float,
                   ci_low: Optional[float] = None, ci_high: Optional[float] = None) -> str:
-    """The book's one verdict rule. Let [lo, hi] be the interval (or the point `measured` when there is none).
-
-    relation "=": "reproduced" iff the distance from `theory` to [lo, hi] is at most `tolerance`;
-    "<=": iff hi <= theory + tolerance (the whole interval satisfies the bound); ">=": iff lo >= theory - tolerance.
-    Otherwise "not reproduced".
-    """
+    """The book's one verdict rule: "reproduced" iff `verdict_margin` of the interval [ci_low, ci_high] (or of the
+    point `measured` when there is none) is >= 0, otherwise "not reproduced"."""
     lo = measured if ci_low is None else ci_low
     hi = measured if ci_high is None else ci_high
-    if relation == "=":
-        ok = max(lo - theory, theory - hi, 0.0) <= tolerance
-    elif relation == "<=":
-        ok = hi <= theory + tolerance
-    elif relation == ">=":
-        ok = lo >= theory - tolerance
-    else:
-        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
-    return "reproduced" if ok else "not reproduced"
+    return "reproduced" if verdict_margin(theory, relation, tolerance, lo, hi) >= 0 else "not reproduced"
+
 
 # %% ../nbs/00_core.ipynb #c041s
 def _claim_number(name: str, value: Any) -> tuple[float, Optional[float], Optional[float]]:
@@ -768,20 +775,11 @@ EDGE_FRACTION = 0.5
 
 
 def claim_margin(claim: dict) -> float:
-    """How far the verdict of `claim` (a `Claim.as_dict()`) is from flipping, in the claim's units: the distance
-    an end of the interval (or the point, without one) must move to change the verdict of `claim_verdict`.
-    Positive for "reproduced", negative for "not reproduced". For "=" with theory t and tolerance tol the verdict
-    is "reproduced" iff lo <= t + tol and hi >= t - tol, so the margin is min(t + tol - lo, hi - t + tol)."""
+    """`verdict_margin` of `claim` (a `Claim.as_dict()`): how far its verdict is from flipping, in the claim's units.
+    Positive for "reproduced", negative for "not reproduced"."""
     lo = claim["measured"] if claim["ci_low"] is None else claim["ci_low"]
     hi = claim["measured"] if claim["ci_high"] is None else claim["ci_high"]
-    t, tol, rel = claim["theory"], claim["tolerance"], claim["relation"]
-    if rel == "=":
-        return min(t + tol - lo, hi - t + tol)
-    if rel == "<=":
-        return t + tol - hi
-    if rel == ">=":
-        return lo - (t - tol)
-    raise ValueError(f"relation must be one of {RELATIONS}, got {rel!r}")
+    return verdict_margin(claim["theory"], claim["relation"], claim["tolerance"], lo, hi)
 
 
 def claim_at_edge(claim: dict) -> bool:

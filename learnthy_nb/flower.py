@@ -23,7 +23,7 @@ from flwr.app import Array, ArrayRecord, Error, ConfigRecord, Context, Message, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from .core import check_range
+from .core import check_range, record_claim
 from .federated import (
     Diff2Server, LogisticNonconvex, client_step, parity_digits, run_diff2, split_clients, stack_clients)
 
@@ -450,7 +450,6 @@ def record_engine_claims(prefix: str, gaps: dict, *, statement: str, tolerance: 
     between the Flower run and the in-process engine is at most `tolerance` (also its reproduction tolerance).
     `statement` names the run with "{where}", replaced by the engine's description (`ENGINE_DESCRIPTIONS`); the keys
     are "<prefix>.<engine>_equals_engine". Returns {engine: Claim}."""
-    from learnthy_nb.core import record_claim
     unknown = set(gaps) - set(ENGINE_DESCRIPTIONS)
     if unknown:
         raise ValueError(f"gaps: unknown engine(s) {sorted(unknown)}; allowed {sorted(ENGINE_DESCRIPTIONS)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from functools import partial
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,11 +16,12 @@ from .core import (BANDWIDTH_FACTORS, RIDGES, DivergenceError, check_finite, che
                               get_device, integers, rbf_kernel_ridge, resolve_generator, uniform)
 
 # %% auto #0
-__all__ = ['lacunary', 'SelectionTask', 'TokenSelectionTask', 'window_mask', 'sinusoidal_encoding', 'init_linear_layers',
-           'WindowAttention', 'SelectiveTransformer', 'FlatMLP', 'n_parameters', 'matched_mlp_width',
-           'warmup_cosine_schedule', 'fit_regressor', 'fit_ensemble', 'excess_risk', 'attention_mass',
-           'kernel_ridge_excess_risk', 'oracle_selection_excess_risk', 'threshold_selection_excess_risk',
-           'hand_set_selector', 'training_sets', 'init_seeds', 'fit_sweep']
+__all__ = ['SELECTION_BANDWIDTH_FACTORS', 'PLATEAU_TOL', 'lacunary', 'SelectionTask', 'TokenSelectionTask', 'window_mask',
+           'sinusoidal_encoding', 'init_linear_layers', 'WindowAttention', 'SelectiveTransformer', 'FlatMLP',
+           'n_parameters', 'matched_mlp_width', 'warmup_cosine_schedule', 'fit_regressor', 'fit_ensemble',
+           'excess_risk', 'attention_mass', 'kernel_ridge_excess_risk', 'oracle_selection_excess_risk',
+           'threshold_selection_excess_risk', 'hand_set_selector', 'loss_plateau', 'training_sets', 'init_seeds',
+           'SweepResult', 'fit_sweep']
 
 # %% ../nbs/20_transformer.ipynb #c005
 def lacunary(v: torch.Tensor, smoothness: float, n_terms: int = 10) -> torch.Tensor:
@@ -597,6 +598,10 @@ def kernel_ridge_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch
     return float(((pred - task.regression_function(Xt).double()) ** 2).mean())
 
 # %% ../nbs/20_transformer.ipynb #c090
+# One-dimensional regressions on a selected value in [0, 1]: a finer grid than core.BANDWIDTH_FACTORS, down to 2^-7.
+SELECTION_BANDWIDTH_FACTORS = tuple(2.0**j for j in range(-7, 3))
+
+
 def oracle_selection_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, *, n_test: int,
                                  ridges: Optional[Sequence[float]] = None,
                                  bandwidth_factors: Optional[Sequence[float]] = None, val_fraction: float = 0.2,
@@ -617,7 +622,7 @@ def oracle_selection_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y: t
     def selected(Z: torch.Tensor) -> torch.Tensor:                 # [m, L, k] -> v_{i*} as [m, 1]
         return Z[torch.arange(Z.shape[0], device=Z.device), task.important_index(Z), 1][:, None].double()
 
-    factors = tuple(2.0**j for j in range(-7, 3)) if bandwidth_factors is None else bandwidth_factors
+    factors = SELECTION_BANDWIDTH_FACTORS if bandwidth_factors is None else bandwidth_factors
     fit = rbf_kernel_ridge(selected(X), y.double(), ridges=ridges, val_fraction=val_fraction,
                            bandwidth_factors=factors, tune_max=tune_max, generator=generator)
     return float(((fit.predict(selected(Xt)) - task.regression_function(Xt).double()) ** 2).mean())
@@ -648,7 +653,7 @@ def threshold_selection_excess_risk(task: TokenSelectionTask, X: torch.Tensor, y
         return ((keep * Z[..., 1].double()).sum(1) / keep.sum(1))[:, None]
 
     fits = [rbf_kernel_ridge(selected(X, float(t)), y.double(), val_fraction=val_fraction, tune_max=tune_max,
-                             bandwidth_factors=tuple(2.0**j for j in range(-7, 3)),
+                             bandwidth_factors=SELECTION_BANDWIDTH_FACTORS,
                              generator=torch.Generator().manual_seed(split_seed)) for t in thetas]
     best = min(range(len(fits)), key=lambda i: min(min(s) for s in fits[i].final_scores if s is not None))
     pred = fits[best].predict(selected(Xt, float(thetas[best])))
@@ -691,6 +696,39 @@ def hand_set_selector(k: int, window: int, g: Callable[[torch.Tensor], torch.Ten
     net.ffn[0] = _Link(g)
     return net
 
+# %% ../nbs/20_transformer.ipynb #c020p
+PLATEAU_TOL = 0.02   # a relative decrease of the training loss below this over the last window: a plateau
+
+
+def loss_plateau(history: torch.Tensor, window: float = 0.1) -> np.ndarray:
+    """Plateau test of the training loss at the end of a run, one value per model.
+
+    history [n_steps, M]: the per-step minibatch training losses of M models (what `fit_ensemble` returns).
+    With w = round(window n_steps) (at least 1), the last window is the steps [n_steps - w, n_steps) (the fraction
+    [1 - window, 1] of the run) and the previous one [n_steps - 2w, n_steps - w); with m_prev, m_last the mean
+    losses of a model over them, returns
+
+        (m_prev - m_last) / m_last        (float64 numpy [M]; 0 where both means are 0),
+
+    the relative decrease of the training loss over the last window. A value below PLATEAU_TOL means the training
+    loss has stopped falling at the end of the run. This is a plateau test of the training loss, not a certificate
+    of optimality: a run stuck on a flat region of the loss (or one whose learning rate has been annealed to
+    nearly zero) passes it too. `window` must lie in (0, 0.5]; history needs n_steps >= 2w.
+    """
+    check_range("window", window, 0, 0.5, low_inclusive=False)
+    if not isinstance(history, torch.Tensor) or history.dim() != 2 or history.shape[1] < 1:
+        raise ValueError(f"history must be a 2-D tensor [n_steps, M], got {getattr(history, 'shape', type(history))}")
+    n_steps = history.shape[0]
+    w = max(1, round(window * n_steps))
+    if n_steps < 2 * w:
+        raise ValueError(f"history must have at least 2 round(window n_steps) = {2 * w} steps, got {n_steps}")
+    h = history.detach().to("cpu", torch.float64).numpy()
+    last, prev = h[n_steps - w:].mean(0), h[n_steps - 2 * w: n_steps - w].mean(0)
+    out = np.zeros_like(last)
+    np.divide(prev - last, last, out=out, where=last != 0)
+    out[(last == 0) & (prev != 0)] = np.inf
+    return out
+
 # %% ../nbs/20_transformer.ipynb #c021
 def training_sets(task: SelectionTask, n_sets: int, n: int, *, seed0: int = 100,
                   device: Optional[torch.device] = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -710,18 +748,28 @@ def init_seeds(data_index: Sequence[int], seed0: int = 0) -> list[int]:
     return [int(seed0) + 10_000 * (int(s) + 1) + i for i, s in enumerate(data_index)]
 
 
+class SweepResult(NamedTuple):
+    """What `fit_sweep` returns: the trained models, their excess risks [M], attention masses [M] (None for an MLP or
+    a task without `important_index`) and `loss_plateau` of their training losses [M]."""
+    models: list
+    risks: np.ndarray
+    mass: Optional[np.ndarray]
+    plateau: np.ndarray
+
+
 def fit_sweep(kind: str, task: TokenSelectionTask, X: torch.Tensor, y: torch.Tensor, n_train: Sequence[int],
               data_index: Sequence[int], init_seeds: Sequence[int], *, d_model: int, n_heads: int, n_steps: int,
               lr: float, batch_size: int, val_fraction: float, n_test: int, train_seed: int, test_seed: int = 999,
-              device: Optional[torch.device] = None) -> tuple[list[nn.Module], np.ndarray, Optional[np.ndarray]]:
+              device: Optional[torch.device] = None) -> SweepResult:
     """Train one model per entry of n_train as one ensemble (`fit_ensemble`) and measure it.
 
     kind "transformer": a one-layer `SelectiveTransformer(task.k, d_model, n_heads, 1, task.L)`; kind "mlp": the
     `FlatMLP` of the same parameter count (`matched_mlp_width`). Model m is initialised with a CPU generator
     seeded init_seeds[m] and trained on the first n_train[m] samples of set data_index[m] of (X, y), minibatches
-    drawn with a generator seeded train_seed. Returns (models, excess risks [M], attention masses [M] or None
-    for an MLP or a task without `important_index`); every model is tested on the same n_test inputs (a
-    generator seeded test_seed).
+    drawn with a generator seeded train_seed. Returns a `SweepResult` (models, excess risks [M], attention
+    masses [M] or None for an MLP or a task without `important_index`, and the `loss_plateau` of each model's
+    training losses [M], read from the history that `fit_ensemble` returns: no extra training); every model is
+    tested on the same n_test inputs (a generator seeded test_seed).
     """
     if kind not in ("transformer", "mlp"):
         raise ValueError(f"kind must be 'transformer' or 'mlp', got {kind!r}")
@@ -735,10 +783,10 @@ def fit_sweep(kind: str, task: TokenSelectionTask, X: torch.Tensor, y: torch.Ten
         models.append(tf if kind == "transformer" else
                       FlatMLP(task.L, task.k, matched_mlp_width(task.L, task.k, n_parameters(tf)), device=device,
                               init_generator=init))
-    fit_ensemble(models, X, y, list(n_train), data_index=list(data_index), n_steps=n_steps, lr=lr,
+    history = fit_ensemble(models, X, y, list(n_train), data_index=list(data_index), n_steps=n_steps, lr=lr,
                  batch_size=batch_size, val_fraction=val_fraction, generator=torch.Generator().manual_seed(train_seed))
     test_gen = lambda: torch.Generator().manual_seed(test_seed)               # one test set for every model
     risks = np.array([excess_risk(m, task, n_test, test_gen()) for m in models])
     mass = (np.array([attention_mass(m, task, n_test, test_gen()) for m in models])
             if kind == "transformer" and hasattr(task, "important_index") else None)
-    return models, risks, mass
+    return SweepResult(models, risks, mass, loss_plateau(history))

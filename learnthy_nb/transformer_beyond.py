@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from .core import fit_power_law, glue, progress
-from .transformer import (FlatMLP, SelectionTask, TokenSelectionTask, fit_sweep, kernel_ridge_excess_risk,
-                                     matched_mlp_width, n_parameters, oracle_selection_excess_risk, training_sets)
+from .transformer import (PLATEAU_TOL, FlatMLP, SelectionTask, TokenSelectionTask, fit_sweep, kernel_ridge_excess_risk,
+                                     matched_mlp_width, n_parameters, oracle_selection_excess_risk, loss_plateau, training_sets)
 
 
 def run_config(task: SelectionTask, n: int, seeds: int, *, d_model: int, n_heads: int, n_steps: int, lr: float,
@@ -22,19 +22,22 @@ def run_config(task: SelectionTask, n: int, seeds: int, *, d_model: int, n_heads
     one model per set is trained as one ensemble (`fit_sweep`: initial weights seeded 10_000 (s + 1) + L + 1000 k,
     minibatches seeded L + 7 k); `kernel_ridge_excess_risk` (and `oracle_selection_excess_risk`, which is given the
     important token) is fitted on each set. Every estimator is tested on the same n_test inputs (a generator seeded
-    999). Returns arrays of `seeds` excess risks under "transformer", "mlp", "krr" (and "oracle"), and the
-    transformers' attention masses under "mass" when the task has `important_index`.
+    999). Returns arrays of `seeds` excess risks under "transformer", "mlp", "krr" (and "oracle"), the
+    transformers' attention masses under "mass" when the task has `important_index`, and the convergence criterion
+    of each trained model (`loss_plateau` of its training losses, from `fit_sweep`) under "plateau_transformer" and
+    "plateau_mlp".
     """
     L, k = task.L, task.k
     X, y = training_sets(task, seeds, n, seed0=100, device=device)
     init_seeds = [10_000 * (s + 1) + L + 1000 * k for s in range(seeds)]
     out = {}
     for kind in ("transformer", "mlp"):
-        _, out[kind], mass = fit_sweep(kind, task, X, y, [n] * seeds, list(range(seeds)), init_seeds, d_model=d_model,
-                                       n_heads=n_heads, n_steps=n_steps, lr=lr, batch_size=batch_size,
-                                       val_fraction=val_fraction, n_test=n_test, train_seed=L + 7 * k, device=device)
-        if mass is not None:
-            out["mass"] = mass
+        res = fit_sweep(kind, task, X, y, [n] * seeds, list(range(seeds)), init_seeds, d_model=d_model,
+                        n_heads=n_heads, n_steps=n_steps, lr=lr, batch_size=batch_size,
+                        val_fraction=val_fraction, n_test=n_test, train_seed=L + 7 * k, device=device)
+        out[kind], out[f"plateau_{kind}"] = res.risks, res.plateau
+        if res.mass is not None:
+            out["mass"] = res.mass
     out["krr"] = np.array([kernel_ridge_excess_risk(task, X[s], y[s], n_test=n_test,
                                                     generator=torch.Generator().manual_seed(999)) for s in range(seeds)])
     if isinstance(task, TokenSelectionTask):

@@ -71,6 +71,10 @@ def test_chapter_conventions(path):
     assert counts == sorted(counts), "cells were executed in order, top to bottom"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, "stored outputs contain an error"
+    # A page shows what a cell prints, not the repr of its last expression beside it (assign `_ = ...`).
+    bare = [c.get("id") for c in code if "remove-output" not in _tags(c) and "remove-cell" not in _tags(c)
+            and any(o.get("output_type") == "execute_result" for o in c.get("outputs", []))]
+    assert not bare, f"cells {bare} show a bare value (Out[..]); end them with `_ = ...` or tag them remove-output"
     text = "\n".join(_src(c) for c in cells if c["cell_type"] == "markdown")
     assert "{prf:" in text or path.stem == "00_core", "the result is stated as a prf directive"
     assert "{exercise}" in text and "{solution}" in text, "exercises with solutions"

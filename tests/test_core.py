@@ -508,11 +508,16 @@ def test_claim_margin_and_the_edge_rule():
     base = dict(key="t.x", theory=-0.5, relation="=", tolerance=0.1, measured=-0.8, ci_low=-1.0, ci_high=-0.55,
                 reproduce_tol=0.45, verdict="reproduced")
     assert abs(claim_margin(base) - 0.05) < 1e-12 and claim_at_edge(base)
-    # the margin's sign is the verdict, for each relation and with or without an interval
-    for rel in ("=", "<=", ">="):
-        for lo, hi in ((-1.0, -0.55), (-0.7, -0.2), (-0.45, -0.3), (-2.0, -0.7)):
+    # the verdict of each relation (theory -0.5, tolerance 0.1), worked out by hand, and the margin's sign agrees
+    intervals = ((-1.0, -0.55), (-0.7, -0.2), (-0.45, -0.3), (-2.0, -0.7))
+    expected = {"=": (True, True, True, False), "<=": (True, False, False, True), ">=": (False, False, True, False)}
+    for rel, wants in expected.items():
+        for (lo, hi), want in zip(intervals, wants):
             c = {**base, "relation": rel, "ci_low": lo, "ci_high": hi, "measured": (lo + hi) / 2}
-            assert (claim_margin(c) >= 0) == (claim_verdict(-0.5, rel, 0.1, c["measured"], lo, hi) == "reproduced")
+            assert claim_verdict(-0.5, rel, 0.1, c["measured"], lo, hi) == ("reproduced" if want else "not reproduced")
+            assert (claim_margin(c) >= 0) == want
+    # without an interval the point decides
+    assert claim_verdict(-0.5, "=", 0.1, -0.61) == "not reproduced" and claim_verdict(-0.5, "=", 0.1, -0.59) == "reproduced"
     far = {**base, "ci_low": -0.9, "ci_high": -0.2, "measured": -0.5}
     assert not claim_at_edge(far) and not claim_agrees(far, {**far, "verdict": "not reproduced"})[0]
     assert claim_agrees(base, {**base, "ci_high": -0.65, "verdict": "not reproduced"})[0]

@@ -1,14 +1,15 @@
 """Tests of learnthy_nb.transformer: masks, shapes, equivariance, a hand-set selector, Bayes risk, errors."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from learnthy_nb.core import DivergenceError
-from learnthy_nb.transformer import (FlatMLP, SelectionTask, SelectiveTransformer, TokenSelectionTask, attention_mass,
+from learnthy_nb.transformer import (PLATEAU_TOL, FlatMLP, SelectionTask, SweepResult, SelectiveTransformer, TokenSelectionTask, attention_mass,
                                      excess_risk, fit_ensemble, fit_regressor, fit_sweep, hand_set_selector,
-                                     init_linear_layers, init_seeds, lacunary, n_parameters, sinusoidal_encoding, training_sets,
+                                     init_linear_layers, init_seeds, lacunary, loss_plateau, n_parameters, sinusoidal_encoding, training_sets,
                                      warmup_cosine_schedule, window_mask)
 
 
@@ -307,10 +308,13 @@ def test_training_sets_are_nested_and_seeded():
 def test_fit_sweep_trains_and_measures():
     task = TokenSelectionTask(L=4, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.3)
     X, y = training_sets(task, 2, 64)
-    models, risks, mass = fit_sweep("transformer", task, X, y, [32, 64], [0, 1], [1, 2], **_SWEEP)
+    res = fit_sweep("transformer", task, X, y, [32, 64], [0, 1], [1, 2], **_SWEEP)
+    assert isinstance(res, SweepResult)
+    models, risks, mass, plateau = res
     assert len(models) == 2 and risks.shape == (2,) and mass.shape == (2,) and ((mass >= 0) & (mass <= 1)).all()
-    models, risks, mass = fit_sweep("mlp", task, X, y, [64], [1], [3], **_SWEEP)
-    assert isinstance(models[0], FlatMLP) and mass is None and risks.shape == (1,)
+    assert plateau.shape == (2,) and plateau.dtype == np.float64 and np.isfinite(plateau).all()
+    models, risks, mass, plateau = fit_sweep("mlp", task, X, y, [64], [1], [3], **_SWEEP)
+    assert isinstance(models[0], FlatMLP) and mass is None and risks.shape == (1,) and plateau.shape == (1,)
     tf = SelectiveTransformer(2, 8, 2, 1, 4)
     assert n_parameters(models[0]) <= n_parameters(tf)
 
@@ -364,3 +368,30 @@ def test_attention_mass_of_the_best_head_and_of_the_head_average():
     assert 0 < mean <= best <= 1
     with pytest.raises(ValueError, match="heads"):
         attention_mass(net, task, 10, heads="max")
+
+
+def test_loss_plateau_constant_linear_and_errors():
+    assert PLATEAU_TOL == 0.02
+    const = torch.full((40, 3), 0.5)
+    p = loss_plateau(const)
+    assert isinstance(p, np.ndarray) and p.dtype == np.float64 and np.array_equal(p, np.zeros(3))
+    # h_t = 200 - t, t < 100, window 0.1: last window t = 90..99 (mean 105.5), previous t = 80..89 (mean 115.5)
+    lin = (200.0 - torch.arange(100.0))[:, None]
+    np.testing.assert_allclose(loss_plateau(lin), [10.0 / 105.5], rtol=1e-12)
+    # window 0.25 on 8 steps: last = steps 6, 7 (mean 2.5 of 200 - t -> 193.5), previous = steps 4, 5 (195.5)
+    np.testing.assert_allclose(loss_plateau(lin[:8], window=0.25), [2.0 / 193.5], rtol=1e-12)
+    assert loss_plateau(torch.zeros(10, 1))[0] == 0.0
+    rising = torch.arange(1.0, 21.0)[:, None]
+    assert loss_plateau(rising)[0] < 0
+
+
+@pytest.mark.parametrize("window", [0.0, -0.1, 0.51, 1.0, float("nan")])
+def test_loss_plateau_rejects_bad_window(window):
+    with pytest.raises(ValueError, match=r"^window must be "):
+        loss_plateau(torch.ones(20, 2), window=window)
+
+
+@pytest.mark.parametrize("history", [torch.ones(20), torch.ones(20, 2, 1), torch.ones(20, 0), torch.ones(1, 2)])
+def test_loss_plateau_rejects_bad_history(history):
+    with pytest.raises(ValueError, match=r"^history must "):
+        loss_plateau(history)

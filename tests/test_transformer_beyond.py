@@ -107,7 +107,7 @@ def test_run_config_returns_every_estimator():
     task = TokenSelectionTask(L=3, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.2)
     args = dict(d_model=8, n_heads=2, n_steps=3, lr=1e-3, batch_size=8, val_fraction=0.2, n_test=30)
     out = run_config(task, 40, 2, **args)
-    assert set(out) == {"transformer", "mlp", "krr", "oracle", "mass"}
+    assert set(out) == {"transformer", "mlp", "krr", "oracle", "mass", "plateau_transformer", "plateau_mlp"}
     assert all(v.shape == (2,) and np.isfinite(v).all() for v in out.values())
     again = run_config(task, 40, 2, **args)
     assert all(np.array_equal(out[k], again[k]) for k in out)
