@@ -97,7 +97,8 @@ class ParityNet(MeanFieldNet):
 # %% ../nbs/35_parity.ipynb #c009
 def mfld_parity_drift(X: torch.Tensor, Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *,
                       lam: float, lam1: float, R: float = 15.0,
-                      run_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      run_index: Optional[torch.Tensor] = None, alpha: float = 1.0,
+                      offset: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Gradient of the first variation of the regularised risk at every particle (batched, analytic).
 
     X: [B, M, d+2] particles of B runs. Z: [C, c, d] inputs, y: [C, c] labels, w: [C, c] sample weights,
@@ -105,6 +106,9 @@ def mfld_parity_drift(X: torch.Tensor, Z: torch.Tensor, y: torch.Tensor, w: torc
     The weights are 1/n_b on the real samples of run b and 0 on padding. Returns v: [B, M, d+2] with
         v(x) = grad_x sum_i w_i l'(y_i f(z_i)) y_i h_x(z_i) + 2 lam lam1 x,   l(m) = log(1 + e^{-m}),
     i.e. M times the gradient of the averaged loss with respect to particle x (mean-field scaling).
+    offset: [C, c] (the outputs f_{mu_0}(z_i) of the initial particles) switches to the lazy scaling of Chizat,
+    Oyallon and Bach: the model is alpha (f - offset) and its loss is divided by alpha^2, so
+        v(x) = (1/alpha) grad_x sum_i w_i l'(y_i f_alpha(z_i)) y_i h_x(z_i) + 2 lam lam1 x,   f_alpha = alpha (f - offset).
     The tanh is computed as 2 sigmoid(2u) - 1 and 1 - tanh^2 as 4 s (1 - s) (equal to float32 rounding; torch's
     sigmoid is several times faster than its tanh on AVX2 CPUs, see `MeanFieldNet.fused_gradient`).
     """
@@ -115,7 +119,11 @@ def mfld_parity_drift(X: torch.Tensor, Z: torch.Tensor, y: torch.Tensor, w: torc
     S.sigmoid_()                                                            # s = sigmoid(2u), tanh(u) = 2 s - 1
     t3 = torch.tanh(x3)                                                     # [C, M]
     f = (R / 3) * (2 * S.mean(-1) - 1 + 2 * t3.mean(-1, keepdim=True))      # [C, c] network output
+    if offset is not None:                                                  # lazy scaling: alpha (f - f_0)
+        f = alpha * (f - offset)
     g = -(w * y) * torch.sigmoid(-y * f)                                    # [C, c] w_i l'(y_i f_i) y_i
+    if offset is not None:
+        g = g / alpha
     S.addcmul_(S, S, value=-1).mul_(g.unsqueeze(-1))                        # g_i s (1 - s) = g_i (1 - t^2) / 4
     vc = torch.empty_like(Xc)
     vc[..., :d] = torch.bmm(Z.transpose(1, 2), S).transpose(1, 2).mul_(4)  # sum_i g_i (1 - t^2) z_i
@@ -133,13 +141,21 @@ def mfld_parity_drift(X: torch.Tensor, Z: torch.Tensor, y: torch.Tensor, w: torc
 # %% ../nbs/35_parity.ipynb #c012
 @dataclass
 class ParityMFLDModel:
-    """Trained particles of one or several MFLD runs. particles: [M, d+2] or [B, M, d+2]."""
+    """Trained particles of one or several MFLD runs. particles: [M, d+2] or [B, M, d+2].
+
+    reference: the initial particles of a run trained in the lazy scaling (`train_mfld_parity(lazy_alpha=...)`);
+    its output is then alpha (f_mu - f_mu0). None: the mean-field output f_mu.
+    """
     particles: torch.Tensor
     R: float = 15.0
+    reference: Optional[torch.Tensor] = None
+    alpha: float = 1.0
 
     def decision(self, Z: torch.Tensor) -> torch.Tensor:
         """f_mu(Z): Z [n, d] (or [B, n, d] for batched particles; [n, d] is shared by all runs) -> [n] / [B, n]."""
-        return ParityNet(self.particles.shape[-1] - 2, self.R).forward(self.particles, Z.to(self.particles))
+        net, Z = ParityNet(self.particles.shape[-1] - 2, self.R), Z.to(self.particles)
+        f = net.forward(self.particles, Z)
+        return f if self.reference is None else self.alpha * (f - net.forward(self.reference.to(self.particles), Z))
 
     def predict(self, Z: torch.Tensor) -> torch.Tensor:
         """sign f_mu(Z) in {-1, 1} (0 maps to 1)."""
@@ -205,9 +221,12 @@ class ParityRisk:
     (w_i = 1/n_b on its samples). Called on particles [B, M, d+2] it returns grad_x (dF_b/dmu)(mu_b)(x) for every
     particle of every run (`mfld_parity_drift`); `run_mfld` adds the entropy through its noise. The samples are laid
     out by `_stack_runs` in chunks of `chunk` samples.
+    lazy_alpha: None (the mean-field scaling), or alpha: the same network in the lazy scaling (model
+    alpha (f_mu - f_mu0), loss divided by alpha^2, see `mfld_parity_drift`); `set_reference` gives mu_0.
     """
 
-    def __init__(self, Z, y, *, lam: float, lam1: float, R: float = 15.0, chunk: Optional[int] = 64):
+    def __init__(self, Z, y, *, lam: float, lam1: float, R: float = 15.0, chunk: Optional[int] = 64,
+                 lazy_alpha: Optional[float] = None):
         self.lam = float(check_range("lam", lam, 0))
         self.lam1 = float(check_range("lam1", lam1, 0, low_inclusive=False))
         self.R = float(check_range("R", R, 0, low_inclusive=False))
@@ -215,15 +234,29 @@ class ParityRisk:
             check_range("chunk", chunk, 1, integer=True)
         self.Zs, self.ys, self.ws, self.run_index = _stack_runs(Z, y, chunk)
         self.input_dim = self.Zs.shape[-1]
+        self.lazy_alpha = None if lazy_alpha is None else float(check_range("lazy_alpha", lazy_alpha, 0,
+                                                                            low_inclusive=False))
+        self.offset = None
+
+    def set_reference(self, particles: torch.Tensor) -> None:
+        """The initial particles [B, M, d+2] of a lazy-scaled run: stores f_mu0 at every training sample."""
+        if self.lazy_alpha is None:
+            raise ValueError("set_reference needs lazy_alpha: this risk is in the mean-field scaling")
+        Xc = particles if self.run_index is None else particles.index_select(0, self.run_index)
+        with torch.no_grad():
+            self.offset = ParityNet(self.input_dim, self.R).forward(Xc, self.Zs)           # [C, c]
 
     def __call__(self, particles: torch.Tensor) -> torch.Tensor:
+        if self.lazy_alpha is not None and self.offset is None:
+            raise ValueError("a lazy-scaled ParityRisk needs set_reference(initial particles) before it is called")
         return mfld_parity_drift(particles, self.Zs, self.ys, self.ws, lam=self.lam, lam1=self.lam1, R=self.R,
-                                 run_index=self.run_index)
+                                 run_index=self.run_index, alpha=self.lazy_alpha or 1.0, offset=self.offset)
 
 # %% ../nbs/35_parity.ipynb #c012d
 def train_mfld_parity(Z, y, *, n_particles: int, eta: float, lam: float, lam1: float, n_steps: int,
                       generator: Optional[torch.Generator] = None, R: float = 15.0,
-                      check_every: int = 100, chunk: Optional[int] = 64, progress_bar=None) -> ParityMFLDModel:
+                      check_every: int = 100, chunk: Optional[int] = 64, progress_bar=None,
+                      lazy_alpha: Optional[float] = None) -> ParityMFLDModel:
     """Train the mean-field network by MFLD (`run_mfld`) on one dataset or a batch of datasets.
 
     Z: [n, d] with y: [n] (one run), or [B, n, d] with [B, n], or lists of [n_b, d] / [n_b] (runs with
@@ -232,19 +265,26 @@ def train_mfld_parity(Z, y, *, n_particles: int, eta: float, lam: float, lam1: f
     regulariser's Gaussian N(0, I/(2 lam1)) (drawn with `generator`) and follow
     X <- X - eta v(X) + sqrt(2 eta lam) xi for n_steps steps, all runs in one tensor [B, M, d+2].
     Raises DivergenceError if the particles become non-finite (read every `check_every` steps).
+    lazy_alpha: train the same network, from the same initial particles, in the lazy scaling of Chizat, Oyallon and
+    Bach (model alpha (f_mu - f_mu0), loss / alpha^2): to first order the output follows the same tangent-kernel
+    dynamics for every alpha while the particles move alpha times less; alpha = 1 is the centred mean-field model.
     """
     check_range("n_particles", n_particles, 1, integer=True)
     check_range("eta", eta, 0, low_inclusive=False)
     check_range("n_steps", n_steps, 0, integer=True)
     single = isinstance(Z, torch.Tensor) and Z.dim() == 2
-    problem = ParityRisk(Z, y, lam=lam, lam1=lam1, R=R, chunk=chunk)
+    problem = ParityRisk(Z, y, lam=lam, lam1=lam1, R=R, chunk=chunk, lazy_alpha=lazy_alpha)
     B = 1 if single else (Z.shape[0] if isinstance(Z, torch.Tensor) else len(Z))
     generator = resolve_generator(generator)
     X0 = gaussian((B, int(n_particles), problem.input_dim + 2), generator=generator, device=problem.Zs.device,
                   dtype=problem.Zs.dtype) / math.sqrt(2 * lam1)
+    if lazy_alpha is not None:
+        problem.set_reference(X0)
     X = run_mfld(problem, X0, eta=eta, lam=lam, n_steps=int(n_steps), generator=generator,
                  check_every=check_every, progress_bar=progress_bar)
-    return ParityMFLDModel(X[0] if single else X, R)
+    if lazy_alpha is None:
+        return ParityMFLDModel(X[0] if single else X, R)
+    return ParityMFLDModel(X[0] if single else X, R, reference=X0[0] if single else X0, alpha=float(lazy_alpha))
 
 # %% ../nbs/35_parity.ipynb #c017
 def ntk_kernel(A: torch.Tensor, B: torch.Tensor, *, bias: float = 1.0) -> torch.Tensor:

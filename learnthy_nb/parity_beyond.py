@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from .core import PowerLawFit, check_finite, check_range, fit_power_law, gaussian, resolve_generator
-from .parity import _check_labels, _stack_runs
+from .mfld import run_mfld
+from .parity import (ParityMFLDModel, ParityNet, ParityRisk, _check_labels, _stack_runs,
+                                 sparse_parity)
 
 # %% auto #0
-__all__ = ['fit_exponential_decay', 'LazyNetModel', 'lazy_gradients', 'train_lazy_parity']
+__all__ = ['NSTAR_CERTIFY_TOL', 'fit_exponential_decay', 'LazyNetModel', 'lazy_gradients', 'train_lazy_parity', 'mfld_error_path',
+           'nstar_budget_change']
 
 # %% ../nbs/36_parity_beyond.ipynb #c005
 def fit_exponential_decay(x: Any, err: Any, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> PowerLawFit:
@@ -141,3 +144,56 @@ def train_lazy_parity(Z, y, *, width: int, lr: float, n_steps: int, bias: float 
             check_finite("lazy network weights", W, step + 1)
             check_finite("lazy network output weights", a, step + 1)
     return LazyNetModel(W, b, a, W0, b0, a0, float(alpha))
+
+# %% ../nbs/36_parity_beyond.ipynb #c019e
+NSTAR_CERTIFY_TOL = 0.1   # n* is certified when the last budget doubling moved its seed mean by less than this fraction
+
+
+def mfld_error_path(d: int, ns: Sequence[int], k: int, seeds: int, *, budgets: Sequence[int], n_test: int,
+                    n_particles: int, eta: float, lam: float, lam1: float, R: float = 15.0,
+                    generator: Optional[torch.Generator] = None,
+                    device: Optional[torch.device] = None) -> tuple[np.ndarray, np.ndarray, ParityMFLDModel]:
+    """Test errors and training losses of MFLD on the k-sparse parity at increasing step budgets of one trajectory.
+
+    Draws the training sets, the test set, the initial particles and the noise exactly as `mfld_error_grid` does
+    with the same generator, trains every (n, seed) run once to max(budgets) steps (`run_mfld`, all runs in one
+    tensor) and evaluates it when it passes each budget: the errors at budget T are those of
+    `mfld_error_grid(..., n_steps=T)`. budgets: strictly increasing positive step counts.
+    Returns errors [len(budgets), len(ns), seeds], the mean logistic training loss (without the regulariser) of
+    the same shape, and the model at the last budget (run index = i_n * seeds + seed).
+    """
+    check_range("seeds", seeds, 1, integer=True)
+    check_range("n_test", n_test, 1, integer=True)
+    check_range("n_particles", n_particles, 1, integer=True)
+    check_range("eta", eta, 0, low_inclusive=False)
+    check_range("lam1", lam1, 0, low_inclusive=False)
+    if len(ns) == 0:
+        raise ValueError("ns must hold at least one sample size")
+    budgets = [int(check_range("budgets", b, 1, integer=True)) for b in budgets]
+    if len(budgets) == 0 or any(b1 <= b0 for b0, b1 in zip(budgets, budgets[1:])):
+        raise ValueError(f"budgets must be a non-empty, strictly increasing sequence of step counts, got {budgets}")
+    seeds, generator = int(seeds), resolve_generator(generator)
+    data = [sparse_parity(n, d, k, generator=generator, device=device) for n in ns for _ in range(seeds)]
+    Zt, yt = sparse_parity(n_test, d, k, generator=generator, device=device)
+    problem = ParityRisk([z for z, _ in data], [t for _, t in data], lam=lam, lam1=lam1, R=R)
+    X = gaussian((len(data), int(n_particles), d + 2), generator=generator, device=problem.Zs.device,
+                 dtype=problem.Zs.dtype) / math.sqrt(2 * lam1)
+    net, done = ParityNet(d, R), 0
+    errors, losses = np.zeros((len(budgets), len(data))), np.zeros((len(budgets), len(data)))
+    for j, T in enumerate(budgets):
+        X = run_mfld(problem, X, eta=eta, lam=lam, n_steps=T - done, generator=generator, check_every=100)
+        done, model = T, ParityMFLDModel(X, R)
+        errors[j] = model.error(Zt, yt).cpu().numpy()
+        with torch.no_grad():
+            losses[j] = [float(torch.nn.functional.softplus(-t.to(X) * net.forward(X[b], z.to(X))).mean())
+                         for b, (z, t) in enumerate(data)]
+    shape = (len(budgets), len(ns), seeds)
+    return errors.reshape(shape), losses.reshape(shape), model
+
+
+def nstar_budget_change(nstar_before: Any, nstar_after: Any) -> float:
+    """How far one budget doubling moved n*: |mean(after) - mean(before)| / mean(after) over the seeds (inf when an n* is inf)."""
+    before, after = float(np.mean(nstar_before)), float(np.mean(nstar_after))
+    if not (math.isfinite(before) and math.isfinite(after)):
+        return math.inf
+    return abs(after - before) / after

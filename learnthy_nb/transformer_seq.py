@@ -256,14 +256,17 @@ def hand_set_second_selector(task: SequenceSelectionTask, beta: float = 2000.0, 
 def fit_length_curriculum(models: Sequence[SelectiveTransformer], short: tuple[torch.Tensor, torch.Tensor],
                           long: tuple[torch.Tensor, torch.Tensor], n_train: Sequence[int], *, n_steps_short: int,
                           n_steps_long: int, lr: float, batch_size: int, generator: Optional[torch.Generator] = None,
-                          val_fraction: float = 0.2) -> None:
+                          val_fraction: float = 0.2) -> torch.Tensor:
     """Train on short windows first, then on the long ones: `fit_ensemble` twice, the weights carried over.
 
     short = (X_s [S, N, L_s, k], y_s [S, N]), long = (X_l [S, N, L_l, k], y_l [S, N]) with L_s <= L_l; model m
     uses the first n_train[m] samples of dataset m in each phase, minibatches drawn with `generator` (None: a
     fresh CPU generator seeded 0, used by both phases in turn). The models must have no positional encoding
     (positional=False), so that the same weights define the map at every window length: only the attention
-    window changes (set to L_s, then L_l). Models are updated in place.
+    window changes (set to L_s, then L_l). Models are updated in place. Returns the per-step minibatch training
+    losses [n_steps_short + n_steps_long, M] (a CPU tensor): the two phases' `fit_ensemble` histories one after the
+    other, so history[n_steps_short:] is the long-window phase (what `loss_plateau` should read: each phase has its
+    own warm-up and cosine schedule).
     """
     if len(models) == 0:
         raise ValueError("models must be a non-empty sequence")
@@ -280,9 +283,11 @@ def fit_length_curriculum(models: Sequence[SelectiveTransformer], short: tuple[t
     check_range("n_steps_short", n_steps_short, 1, None, integer=True)
     check_range("n_steps_long", n_steps_long, 1, None, integer=True)
     generator = resolve_generator(generator)
+    history = []
     for X, y, n_steps in ((Xs, ys, n_steps_short), (Xl, yl, n_steps_long)):
         for m in models:
             m.window, m.L = X.shape[2], None
             m.train()
-        fit_ensemble(list(models), X, y, list(n_train), n_steps=n_steps, lr=lr, batch_size=batch_size,
-                     generator=generator, val_fraction=val_fraction)
+        history.append(fit_ensemble(list(models), X, y, list(n_train), n_steps=n_steps, lr=lr, batch_size=batch_size,
+                                    generator=generator, val_fraction=val_fraction))
+    return torch.cat(history)

@@ -75,6 +75,11 @@ def test_chapter_conventions(path):
     bare = [c.get("id") for c in code if "remove-output" not in _tags(c) and "remove-cell" not in _tags(c)
             and any(o.get("output_type") == "execute_result" for o in c.get("outputs", []))]
     assert not bare, f"cells {bare} show a bare value (Out[..]); end them with `_ = ...` or tag them remove-output"
+    # {glue:text} inserts plain text: TeX in a glued string would show as raw `$...$` on the page
+    tex = [(c.get("id"), o["metadata"]["scrapbook"]["name"]) for c in code for o in c.get("outputs", [])
+           if (o.get("metadata") or {}).get("scrapbook") and "$" in str(o.get("data", {}).get(
+               "application/papermill.record/text/plain", ""))]
+    assert not tex, f"glued strings with TeX (write them in plain text/Unicode, keep the math in the prose): {tex}"
     text = "\n".join(_src(c) for c in cells if c["cell_type"] == "markdown")
     assert "{prf:" in text or path.stem == "00_core", "the result is stated as a prf directive"
     assert "{exercise}" in text and "{solution}" in text, "exercises with solutions"

@@ -69,6 +69,38 @@ def test_drift_is_mean_field_scaled_autograd_gradient():
     assert torch.allclose(v, M * grad + 2 * 0.1 * 2.0 * X, atol=1e-12)
 
 
+def test_lazy_drift_is_scaled_autograd_gradient_of_the_centred_model():
+    """Chizat-Oyallon-Bach: model alpha (f - f_0), loss / alpha^2; the drift is M times its particle gradient."""
+    g = torch.Generator().manual_seed(4)
+    Z, y = sparse_parity(25, 5, 2, generator=g, device=CPU)
+    M, alpha = 40, 13.0
+    X, X0 = (torch.randn(1, M, 7, generator=g, dtype=torch.float64) for _ in range(2))
+    f0 = ParityNet(5).forward(X0, Z.double())
+    Xa = X.clone().requires_grad_(True)
+    f = alpha * (ParityNet(5).forward(Xa, Z.double()) - f0)
+    (grad,) = torch.autograd.grad(torch.nn.functional.softplus(-y.double() * f).mean() / alpha**2, Xa)
+    v = mfld_parity_drift(X, Z.double()[None], y.double()[None], torch.full((1, 25), 1 / 25, dtype=torch.float64),
+                          lam=0.0, lam1=1.0, alpha=alpha, offset=f0)
+    assert torch.allclose(v, M * grad, atol=1e-12)
+
+
+def test_lazy_scaling_starts_at_zero_and_pins_the_particles():
+    Z, y = sparse_parity(64, 6, 2, generator=torch.Generator().manual_seed(5), device=CPU)
+    moves = {}
+    for alpha in (1.0, 100.0):
+        model = train_mfld_parity(Z, y, n_particles=64, eta=0.5, lam=0.0, lam1=1.0, n_steps=200,
+                                  generator=torch.Generator().manual_seed(6), lazy_alpha=alpha)
+        assert model.reference is not None and model.alpha == alpha
+        at_start = ParityMFLDModel(model.reference, reference=model.reference, alpha=alpha)
+        assert float(at_start.decision(Z).abs().max()) == 0.0            # the centred model starts at f = 0
+        moves[alpha] = float((model.particles - model.reference).norm() / model.reference.norm())
+    assert moves[100.0] < 0.2 * moves[1.0]                              # alpha times less movement, to first order
+    risk = ParityRisk(Z, y, lam=0.0, lam1=1.0, lazy_alpha=2.0)
+    with pytest.raises(ValueError, match="set_reference"):
+        risk(torch.zeros(1, 4, 8))
+    with pytest.raises(ValueError, match="^set_reference needs lazy_alpha"):
+        ParityRisk(Z, y, lam=0.0, lam1=1.0).set_reference(torch.zeros(1, 4, 8))
+
 def test_padded_batch_equals_separate_runs():
     g = torch.Generator().manual_seed(3)
     data = [sparse_parity(n, 6, 2, generator=g, device=CPU) for n in (7, 19)]
@@ -218,7 +250,8 @@ BAD_CALLS = [
                  id="ParityMFLDModel.error-y-labels"),
     *[pytest.param((lambda Z, y, bad, key=key, value=value: train_mfld_parity(Z, y, **{**_OK, key: value})),
                    rf"^{key} must be ", id=f"train_mfld_parity-{key}")
-      for key, value in [("n_particles", 0), ("eta", 0.0), ("lam", -1.0), ("lam1", 0.0), ("n_steps", -1), ("chunk", 0)]],
+      for key, value in [("n_particles", 0), ("eta", 0.0), ("lam", -1.0), ("lam1", 0.0), ("n_steps", -1), ("chunk", 0),
+                                                   ("lazy_alpha", 0.0)]],
     pytest.param(lambda Z, y, bad: train_mfld_parity(Z, y[:10], **_OK), r"^y\[0\] must have shape \[20\]",
                  id="train_mfld_parity-y-shape"),
     pytest.param(lambda Z, y, bad: kernel_ridge_error(ntk_kernel, Z, y, Z, y, []), r"^ridges must hold at least one value",

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from learnthy_nb.core import DivergenceError
-from learnthy_nb.parity import ntk_kernel, sparse_parity
-from learnthy_nb.parity_beyond import fit_exponential_decay, lazy_gradients, train_lazy_parity
+from learnthy_nb.parity import mfld_error_grid, ntk_kernel, sparse_parity
+from learnthy_nb.parity_beyond import (NSTAR_CERTIFY_TOL, fit_exponential_decay, lazy_gradients, mfld_error_path,
+                                       nstar_budget_change, train_lazy_parity)
 
 CPU = torch.device("cpu")
 
@@ -161,3 +162,29 @@ def test_output_scale_makes_training_lazy_without_changing_the_function_much():
     # the function converges as alpha grows (to the linearised dynamics): the gap shrinks by about 10x
     gap = lambda a1, a2: float((runs[a1].decision(Zt) - runs[a2].decision(Zt)).abs().max())
     assert gap(10.0, 100.0) < gap(1.0, 100.0) / 4
+
+
+_PATH = dict(n_test=200, n_particles=16, eta=0.5, lam=1e-3, lam1=1.0)
+
+
+def test_error_path_equals_runs_stopped_at_each_budget():
+    errors, losses, model = mfld_error_path(5, [20, 40], 2, 2, budgets=[10, 30], generator=torch.Generator().manual_seed(1),
+                                            **_PATH)
+    assert errors.shape == losses.shape == (2, 2, 2) and model.particles.shape == (4, 16, 7)
+    for j, T in enumerate([10, 30]):
+        grid, _ = mfld_error_grid(5, [20, 40], 2, 2, n_steps=T, generator=torch.Generator().manual_seed(1), **_PATH)
+        assert np.array_equal(errors[j], grid)
+    assert np.all(losses > 0) and np.all(np.isfinite(losses))
+
+
+@pytest.mark.parametrize("budgets", [[], [30, 10], [10, 10], [0, 5], [2.5]])
+def test_error_path_rejects_bad_budgets(budgets):
+    with pytest.raises(ValueError, match="^budgets must be"):
+        mfld_error_path(5, [20], 2, 1, budgets=budgets, **_PATH)
+
+
+def test_nstar_budget_change():
+    assert 0 < NSTAR_CERTIFY_TOL < 1
+    assert nstar_budget_change([100, 100], [90, 90]) == pytest.approx(1 / 9)
+    assert nstar_budget_change([50], [50]) == 0.0
+    assert nstar_budget_change([math.inf], [50]) == math.inf

@@ -182,10 +182,36 @@ def test_length_curriculum_carries_weights_to_long_windows():
     model = SelectiveTransformer(k=2, d_model=16, n_heads=2, n_layers=1, window=16, positional=False,
                                  init_generator=_gen(2))
     before = excess_risk(model, long, 1000)
-    fit_length_curriculum([model], (Xs[None], ys[None]), (Xl[None], yl[None]), [512], n_steps_short=200, n_steps_long=100,
-                          lr=3e-3, batch_size=64, generator=torch.Generator().manual_seed(8))
+    history = fit_length_curriculum([model], (Xs[None], ys[None]), (Xl[None], yl[None]), [512], n_steps_short=200,
+                                    n_steps_long=100, lr=3e-3, batch_size=64, generator=torch.Generator().manual_seed(8))
     assert model.window == 16
     assert excess_risk(model, long, 1000) < 0.5 * before
+    assert history.shape == (300, 1) and history.device.type == "cpu" and bool(torch.isfinite(history).all())
+
+
+def test_length_curriculum_history_is_the_two_phases_of_fit_ensemble():
+    """The returned losses are the two `fit_ensemble` histories in order, and returning them changes no training step:
+    the same two calls made by hand (one generator, used by both phases in turn) give the same losses and weights."""
+    short = TokenSelectionTask(L=2, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.2)
+    long = TokenSelectionTask(L=6, k=2, smoothness=1.0, noise_std=0.1, key_gap=0.2)
+    Xs, ys = short.sample(64, torch.Generator().manual_seed(6))
+    Xl, yl = long.sample(64, torch.Generator().manual_seed(7))
+    nets = lambda: [SelectiveTransformer(k=2, d_model=8, n_heads=2, n_layers=1, window=6, positional=False,
+                                         init_generator=_gen(i)) for i in range(2)]
+    a, b = nets(), nets()
+    history = fit_length_curriculum(a, (Xs[None].expand(2, -1, -1, -1), ys[None].expand(2, -1)),
+                                    (Xl[None].expand(2, -1, -1, -1), yl[None].expand(2, -1)), [64, 32], n_steps_short=7,
+                                    n_steps_long=5, lr=1e-3, batch_size=8, generator=_gen(3))
+    g, parts = _gen(3), []
+    for X, y, steps in ((Xs, ys, 7), (Xl, yl, 5)):
+        for m in b:
+            m.window, m.L = X.shape[1], None
+            m.train()
+        parts.append(fit_ensemble(b, X[None].expand(2, -1, -1, -1), y[None].expand(2, -1), [64, 32], n_steps=steps,
+                                  lr=1e-3, batch_size=8, generator=g, val_fraction=0.2))
+    assert history.shape == (12, 2) and torch.equal(history, torch.cat(parts))
+    for ma, mb in zip(a, b):
+        assert all(torch.equal(p, q) for p, q in zip(ma.parameters(), mb.parameters()))
 
 
 def _curriculum(models, short_first=True, short_X=lambda X: X, **kw):
