@@ -224,7 +224,7 @@ def _mostly_waits(nb: dict) -> bool:
 
 
 def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: int | None, timeout: int,
-        waiting_jobs: int = 2) -> int:
+        waiting_jobs: int = 0) -> int:
     """Execute chapters (up to `jobs` at once, one OpenMP thread each, plus up to `waiting_jobs` chapters that mostly
     wait, see `_mostly_waits`); one line per chapter as it ends."""
     env = dict(os.environ, LEARNTHY_SCALE=scale, LEARNTHY_QUIET="1")
@@ -263,9 +263,12 @@ def run(paths: list[Path], scale: str, jobs: int, out_dir: Path | None, wall: in
             target.unlink()
         return p, ok, seconds, log, moved
 
-    # Longest first (by the stored run's time), so that the last chapter to start is a short one. Chapters that
-    # mostly wait (the Flower chapters: processes starting and polling each other; stored CPU time under half the
-    # wall time) get `waiting_jobs` slots of their own, so that they do not hold a core the others could use.
+    # Longest first (by the stored run's time), so that the last chapter to start is a short one. With
+    # waiting_jobs > 0, chapters whose stored kernel CPU time is under half their wall time get slots of their own.
+    # Off by default: the Flower chapters look like that, but their SuperLink/SuperNode processes and Ray workers
+    # (not the kernel's children that rusage counts) keep ~1.6 cores busy (46 at quick scale: 134 CPU-s of the
+    # machine in 85 s of wall time), so extra slots oversubscribed the cores: on two cores the quick stage took
+    # 425 s with two extra slots and 316 s without.
     order = sorted(paths, key=lambda p: -read_nb(p).get("metadata", {}).get("learnthy", {}).get("seconds", 1e9))
     waiting = [p for p in order if _mostly_waits(read_nb(p))] if waiting_jobs > 0 else []
     busy = [p for p in order if p not in waiting]
@@ -487,8 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("chapters", nargs="*")
     r.add_argument("--scale", default="book", choices=["quick", "book", "paper"])
     r.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    r.add_argument("--waiting-jobs", type=int, default=2,
-                   help="extra slots for chapters whose stored run mostly waited (CPU time < half the wall time)")
+    r.add_argument("--waiting-jobs", type=int, default=0,
+                   help="extra slots for chapters whose stored run mostly waited (kernel CPU time < half the wall "
+                        "time); off by default, see `run`")
     g = r.add_mutually_exclusive_group(required=True)
     g.add_argument("--inplace", action="store_true")
     g.add_argument("--out", type=Path)
