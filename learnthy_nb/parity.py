@@ -253,6 +253,13 @@ class ParityRisk:
                                  run_index=self.run_index, alpha=self.lazy_alpha or 1.0, offset=self.offset)
 
 # %% ../nbs/35_parity.ipynb #c012d
+def _initial_particles(problem: ParityRisk, n_runs: int, n_particles: int, lam1: float,
+                       generator: torch.Generator) -> torch.Tensor:
+    """[n_runs, M, d+2] particles from the regulariser's Gaussian N(0, I/(2 lam1)), on the problem's device and dtype."""
+    return gaussian((n_runs, int(n_particles), problem.input_dim + 2), generator=generator, device=problem.Zs.device,
+                    dtype=problem.Zs.dtype) / math.sqrt(2 * lam1)
+
+
 def train_mfld_parity(Z, y, *, n_particles: int, eta: float, lam: float, lam1: float, n_steps: int,
                       generator: Optional[torch.Generator] = None, R: float = 15.0,
                       check_every: int = 100, chunk: Optional[int] = 64, progress_bar=None,
@@ -276,8 +283,7 @@ def train_mfld_parity(Z, y, *, n_particles: int, eta: float, lam: float, lam1: f
     problem = ParityRisk(Z, y, lam=lam, lam1=lam1, R=R, chunk=chunk, lazy_alpha=lazy_alpha)
     B = 1 if single else (Z.shape[0] if isinstance(Z, torch.Tensor) else len(Z))
     generator = resolve_generator(generator)
-    X0 = gaussian((B, int(n_particles), problem.input_dim + 2), generator=generator, device=problem.Zs.device,
-                  dtype=problem.Zs.dtype) / math.sqrt(2 * lam1)
+    X0 = _initial_particles(problem, B, n_particles, lam1, generator)
     if lazy_alpha is not None:
         problem.set_reference(X0)
     X = run_mfld(problem, X0, eta=eta, lam=lam, n_steps=int(n_steps), generator=generator,
@@ -380,6 +386,20 @@ def sample_complexity(errors_by_n: Mapping[int, object], threshold: float) -> fl
     return float(math.exp(math.log(n0) + frac * (math.log(n1) - math.log(n0))))
 
 # %% ../nbs/35_parity.ipynb #c35g1
+def _error_grid_data(d: int, ns: Sequence[int], k: int, seeds: int, n_test: int, *,
+                     rotation: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
+                     device: Optional[torch.device] = None) -> tuple[list, tuple[torch.Tensor, torch.Tensor]]:
+    """The len(ns) * seeds training sets of an error grid (run index = i_n * seeds + seed) and its shared test set
+    of n_test points, drawn in that order with `generator` (see `sparse_parity`)."""
+    check_range("seeds", seeds, 1, integer=True)
+    check_range("n_test", n_test, 1, integer=True)
+    if len(ns) == 0:
+        raise ValueError("ns must hold at least one sample size")
+    data = [sparse_parity(n, d, k, rotation=rotation, generator=generator, device=device)
+            for n in ns for _ in range(int(seeds))]
+    return data, sparse_parity(n_test, d, k, rotation=rotation, generator=generator, device=device)
+
+
 def mfld_error_grid(d: int, ns: Sequence[int], k: int, seeds: int, *, n_test: int, n_particles: int, eta: float,
                     lam: float, lam1: float, n_steps: int, rotation: Optional[torch.Tensor] = None,
                     generator: Optional[torch.Generator] = None,
@@ -391,13 +411,7 @@ def mfld_error_grid(d: int, ns: Sequence[int], k: int, seeds: int, *, n_test: in
     is tested on one shared fresh test set of n_test points. Returns errors [len(ns), seeds] (numpy) and the
     trained model (particles [len(ns) * seeds, M, d+2], run index = i_n * seeds + seed).
     """
-    check_range("seeds", seeds, 1, integer=True)
-    check_range("n_test", n_test, 1, integer=True)
-    if len(ns) == 0:
-        raise ValueError("ns must hold at least one sample size")
-    data = [sparse_parity(n, d, k, rotation=rotation, generator=generator, device=device)
-            for n in ns for _ in range(int(seeds))]
-    Zt, yt = sparse_parity(n_test, d, k, rotation=rotation, generator=generator, device=device)
+    data, (Zt, yt) = _error_grid_data(d, ns, k, seeds, n_test, rotation=rotation, generator=generator, device=device)
     model = train_mfld_parity([z for z, _ in data], [t for _, t in data], n_particles=n_particles, eta=eta,
                               lam=lam, lam1=lam1, n_steps=n_steps, generator=generator)
     return model.error(Zt, yt).reshape(len(ns), int(seeds)).cpu().numpy(), model

@@ -12,8 +12,8 @@ import torch
 
 from .core import PowerLawFit, check_finite, check_range, fit_power_law, gaussian, resolve_generator
 from .mfld import run_mfld
-from .parity import (ParityMFLDModel, ParityNet, ParityRisk, _check_labels, _stack_runs,
-                                 sparse_parity)
+from .parity import (ParityMFLDModel, ParityNet, ParityRisk, _check_labels, _error_grid_data,
+                                 _initial_particles, _stack_runs)
 
 # %% auto #0
 __all__ = ['NSTAR_CERTIFY_TOL', 'fit_exponential_decay', 'LazyNetModel', 'lazy_gradients', 'train_lazy_parity', 'mfld_error_path',
@@ -162,22 +162,16 @@ def mfld_error_path(d: int, ns: Sequence[int], k: int, seeds: int, *, budgets: S
     Returns errors [len(budgets), len(ns), seeds], the mean logistic training loss (without the regulariser) of
     the same shape, and the model at the last budget (run index = i_n * seeds + seed).
     """
-    check_range("seeds", seeds, 1, integer=True)
-    check_range("n_test", n_test, 1, integer=True)
     check_range("n_particles", n_particles, 1, integer=True)
     check_range("eta", eta, 0, low_inclusive=False)
     check_range("lam1", lam1, 0, low_inclusive=False)
-    if len(ns) == 0:
-        raise ValueError("ns must hold at least one sample size")
     budgets = [int(check_range("budgets", b, 1, integer=True)) for b in budgets]
     if len(budgets) == 0 or any(b1 <= b0 for b0, b1 in zip(budgets, budgets[1:])):
         raise ValueError(f"budgets must be a non-empty, strictly increasing sequence of step counts, got {budgets}")
-    seeds, generator = int(seeds), resolve_generator(generator)
-    data = [sparse_parity(n, d, k, generator=generator, device=device) for n in ns for _ in range(seeds)]
-    Zt, yt = sparse_parity(n_test, d, k, generator=generator, device=device)
+    generator = resolve_generator(generator)
+    data, (Zt, yt) = _error_grid_data(d, ns, k, seeds, n_test, generator=generator, device=device)
     problem = ParityRisk([z for z, _ in data], [t for _, t in data], lam=lam, lam1=lam1, R=R)
-    X = gaussian((len(data), int(n_particles), d + 2), generator=generator, device=problem.Zs.device,
-                 dtype=problem.Zs.dtype) / math.sqrt(2 * lam1)
+    X = _initial_particles(problem, len(data), n_particles, lam1, generator)
     net, done = ParityNet(d, R), 0
     errors, losses = np.zeros((len(budgets), len(data))), np.zeros((len(budgets), len(data)))
     for j, T in enumerate(budgets):
@@ -187,7 +181,7 @@ def mfld_error_path(d: int, ns: Sequence[int], k: int, seeds: int, *, budgets: S
         with torch.no_grad():
             losses[j] = [float(torch.nn.functional.softplus(-t.to(X) * net.forward(X[b], z.to(X))).mean())
                          for b, (z, t) in enumerate(data)]
-    shape = (len(budgets), len(ns), seeds)
+    shape = (len(budgets), len(ns), int(seeds))
     return errors.reshape(shape), losses.reshape(shape), model
 
 
