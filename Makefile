@@ -21,7 +21,7 @@ JB_ARGS := . --toc _toc.yml --path-output book -W -n --keep-going
 export OMP_NUM_THREADS ?= 1
 PIPQUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help venv book test export-check unit flower-e2e quick stale site site-test pages nbs reproduce paper gpu-check install-check clean mathjax
+.PHONY: help venv book test browser-start export-check unit flower-e2e quick stale site site-test pages nbs reproduce paper gpu-check install-check clean mathjax
 
 help:
 	@echo "make book       - set up, execute the chapters whose stored outputs are stale (parallel), render the site"
@@ -49,7 +49,7 @@ book: $(STAMP)
 	$(MAKE) --no-print-directory site
 	@echo "The site is in book/_build/html (open book/_build/html/index.html)."
 
-test: $(STAMP) export-check unit quick site site-test
+test: browser-start $(STAMP) export-check unit quick site site-test
 	@echo "make test: all checks passed. [$$(date +%T)]"
 
 # 1. The package is exactly what nbdev_export makes from the notebooks.
@@ -91,9 +91,13 @@ site: $(STAMP) pages
 	$(BIN)/jupyter-book build $(JB_ARGS) --config book/_config.yml
 	@echo "site: done [$$(date +%T)]"
 
+# Chromium for step 5, installed in the background (apt, ~1 min on a fresh machine) while steps 1-4 run.
+browser-start:
+	@tools/browser.sh start
+
 # 5. A real browser renders the pages: typeset math, figures, glued numbers, Colab link, results table.
 site-test: $(STAMP)
-	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	tools/browser.sh wait
 	$(BIN)/pytest -q -m site -p no:cacheprovider tests
 
 # Re-execute chapters at book scale in place (after changing a chapter), printing how each claim moved.

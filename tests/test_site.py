@@ -37,12 +37,9 @@ def built():
 
 
 @pytest.fixture(scope="module")
-def dom(built, tmp_path_factory):
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    out = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", built.as_uri()],
-                         capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
+def dom(built, rendered):
+    """The toolkit chapter's DOM after its scripts ran (one browser dump, shared with the every-page checks)."""
+    return rendered[built]
 
 
 def test_math_is_typeset_by_local_mathjax(built, dom):
@@ -225,7 +222,7 @@ def test_every_toc_page_is_built():
         assert title in bibliography, title
 
 
-def test_results_page_renders_every_claim_with_links(tmp_path):
+def test_results_page_renders_every_claim_with_links(rendered):
     """The generated results table renders: one row per recorded claim, a verdict in each, every claim's
     link resolving to an anchor of its chapter page, and its math typeset."""
     import json
@@ -233,11 +230,8 @@ def test_results_page_renders_every_claim_with_links(tmp_path):
     sys.path.insert(0, str(ROOT / "tools"))
     import chapters as book_tools
     page = HTML / "book" / "results.html"
-    assert page.exists()
-    out = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
-    dom = out.stdout
+    assert page.exists() and page in rendered
+    dom = rendered[page]
     n_claims = sum(len(book_tools.claims(json.loads(p.read_text()))) for p in (ROOT / "nbs").glob("*.ipynb"))
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", dom, flags=re.S)
     body = [r for r in rows if "<td" in r]

@@ -147,13 +147,25 @@ def stale(paths: list[Path], scale: str = "book") -> list[tuple[Path, str]]:
 
 # ------------------------------------------------------------------------------------------------ execution
 def machine(env: dict) -> str:
-    """machine_info() as a chapter's kernel sees it (same environment, so the same thread count)."""
-    code = "from learnthy_nb.core import machine_info; print(machine_info())"
+    """machine_info() as a chapter's kernel sees it (same environment, so the same thread count), with the CPU's
+    family and model numbers and the vector instruction set of torch's CPU kernels: two CPUs with the same name
+    (a virtual machine's "AMD EPYC", say) can be different generations, whose kernels round differently."""
+    code = ("from learnthy_nb.core import machine_info; import torch; "
+            "print(machine_info() + '; torch CPU kernels: ' + torch.backends.cpu.get_cpu_capability())")
     try:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        line = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                               cwd=ROOT, env=env).stdout.strip()
     except Exception as err:       # noqa: BLE001 - the machine line is informative only
         return f"unknown ({err})"
+    try:
+        info = dict(l.split(":", 1) for l in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines() if ":" in l)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        if "cpu family" in info and "model" in info:
+            name, sep, rest = line.partition(" (")
+            line = f"{name} (family {info['cpu family']} model {info['model']}, {rest}" if sep else line
+    except OSError:
+        pass
+    return line
 
 
 def _execute_one(path: str, out: str, scale: str, timeout: int) -> None:
