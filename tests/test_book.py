@@ -148,6 +148,15 @@ def test_in_place_execution_keeps_prose_edited_meanwhile_and_refuses_changed_cod
     assert book_tools.merge_outputs(changed, executed) is None
 
 
+def test_makespan_is_the_schedule_of_run():
+    """The status page's whole-book estimate: durations run `jobs` at a time, longest first, each in the first free slot."""
+    assert book_tools.makespan([3, 3, 2, 2, 2], 2) == 7          # 3 + 2 + 2 beside 3 + 2, as run orders them (not 6)
+    assert book_tools.makespan([5, 1, 1, 1], 2) == 5
+    assert book_tools.makespan([4, 4], 1) == 8 and book_tools.makespan([], 2) == 0
+    page = book_tools.status_page()
+    assert "whole-book run of" in page and "minutes on two cores" in page
+
+
 # --------------------------------------------------------------------------------------------- recorded claims
 def _claims(path):
     return book_tools.claims(json.loads(path.read_text()))

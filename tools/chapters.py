@@ -456,6 +456,16 @@ def results_page(paper_dir: Path = PAPER) -> str:
     return "\n".join(lines) + "\n"
 
 
+def makespan(seconds: list[float], jobs: int) -> float:
+    """Wall-clock time of running tasks of the given durations `jobs` at a time, longest first, each starting when a
+    slot frees (the order of `run`)."""
+    slots = [0.0] * max(1, jobs)
+    for s in sorted(seconds, reverse=True):
+        i = min(range(len(slots)), key=slots.__getitem__)
+        slots[i] += s
+    return max(slots)
+
+
 def status_page() -> str:
     lines = ["# Execution status", "",
              "Every chapter is a notebook whose stored outputs are the pages you read. `tools/chapters.py run`",
@@ -476,6 +486,11 @@ def status_page() -> str:
                      f"| {meta.get('cpu_seconds', '–')} | {meta.get('executed', '–')} | {'no' if p in stale_set else 'yes'} | {_cell(meta.get('machine', '–'))} |")
     lines += ["", f"Sum over the chapters: {total / 60:.1f} CPU-minutes (one thread each; the kernel's CPU time where it "
                   "was recorded, else the wall-clock time)."]
+    walls = [read_nb(p).get("metadata", {}).get("learnthy", {}).get("seconds") for p in chapters()]
+    if walls and all(isinstance(w, (int, float)) for w in walls):
+        lines += ["", f"Scheduled as `make book` runs them (two at a time, longest first), the stored wall-clock times give "
+                      f"a whole-book run of {makespan(walls, 2) / 60:.1f} minutes on two cores (each chapter's time as it "
+                      "ran beside another; the Flower chapters' wall time includes their server and client processes)."]
     if PAPER.exists():
         lines += ["", "## Paper scale", "", "| Chapter | Seconds | Executed | Machine |", "|---|---|---|---|"]
         for p in sorted(PAPER.glob("*.ipynb")):
