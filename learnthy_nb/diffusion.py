@@ -485,8 +485,22 @@ class ScoreNet(torch.nn.Module):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
         tt = t.expand(x.shape[0])[:, None].expand(x.shape[:-1])
         _, sigma = _ou(tt)                      # t > 0 unchecked: no host synchronisation per call
-        out = -self.eps(x, tt) / sigma[..., None]
+        rows = self.eval_rows(x.device)
+        if torch.is_grad_enabled() or x.shape[1] <= rows:
+            out = -self.eps(x, tt) / sigma[..., None]
+        else:                                   # no autograd: rows in chunks (each row's score is its own)
+            out = torch.cat([-self.eps(x[:, a:a + rows], tt[:, a:a + rows]) / sigma[:, a:a + rows, None]
+                             for a in range(0, x.shape[1], rows)], 1)
         return out[0] if squeeze else out
+
+    def eval_rows(self, device) -> int:
+        """Rows per chunk when the model is evaluated without autograd (sampling, evaluation): about 2^20
+        feature entries [B, rows, n_in] on a CPU, so that the features stay in cache (2^26 on other devices,
+        where large batches are what is fast). Each row's score depends on that row alone, so the chunks give
+        the same numbers as one pass; on a CPU they evaluate 8 networks in d = 32 2.3x faster
+        (`benchmarks/diffusion_sweep.py`)."""
+        budget = 2**20 if torch.device(device).type == "cpu" else 2**26
+        return max(64, budget // (self.n_models * self.weights[0].shape[1]))
 
 # %% ../nbs/10_diffusion.ipynb #c021
 def _as_batch(x0) -> list[Tensor]:

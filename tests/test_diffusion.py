@@ -454,3 +454,23 @@ def test_training_keeps_a_loss_history_and_checks_every_window():
     bad = torch.tensor([[0.0], [1e39]], dtype=torch.float64)              # inf in float32
     with pytest.raises(DivergenceError, match="score-matching loss"):
         train_score_model(bad, 1e-3, 1.0, n_steps=10, batch_size=8, lr=1e-3, check_every=4, device="cpu", quiet=True)
+
+
+def test_score_net_without_autograd_is_evaluated_in_chunks_with_the_same_numbers():
+    # d = 32 and 2 models: 1072 features per row, so a CPU chunk holds 2^20 // (2 * 1072) = 489 rows and 1000 rows
+    # take three chunks; each row's score depends on that row alone, so the chunks must give the one-pass numbers
+    # (the sampler and every evaluation run without autograd). Bit for bit on the CPU we ran it on (AMD Zen 4); the
+    # tolerance, float32 rounding, leaves room for a BLAS that blocks a shorter matrix differently elsewhere, and
+    # is a million times below the error of a misplaced row or time
+    net = ScoreNet(2, 32, width=16, n_freq=16, skip=True, init_generator=torch.Generator().manual_seed(3), device="cpu")
+    assert net.eval_rows("cpu") == 2**20 // (2 * 1072) and net.eval_rows("cuda") == 2**26 // (2 * 1072)
+    with torch.no_grad():
+        net.skip_weight.normal_(generator=torch.Generator().manual_seed(4))        # the skip path in play too
+    x = torch.randn(2, 1000, 32, generator=torch.Generator().manual_seed(5))
+    t = torch.tensor([0.01, 0.5])
+    one_pass = net(x, t)
+    assert one_pass.requires_grad                                                    # autograd on: one pass
+    with torch.no_grad():
+        chunked = net(x, t)
+    torch.testing.assert_close(chunked, one_pass.detach(), rtol=1e-6, atol=1e-6)
+    assert ScoreNet(100, 32, n_freq=16, device="cpu").eval_rows("cpu") == 64         # never fewer than 64 rows
