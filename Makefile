@@ -32,11 +32,17 @@ help:
 	@echo "make flower-e2e - the end-to-end Flower tests (simulation and deployment; chapters 43 and 46 also assert them)"
 	@echo "make gpu-check  - the CUDA tests (tests/test_cuda*.py) on a GPU, compared with the CPU"
 
+# torch with pip (which finds the machine's local wheel); the rest with uv (a dependency of Flower, so pinned to
+# Flower's range): it downloads and byte-compiles in parallel, 17 s instead of pip's 80 s on two cores for the same
+# versions. uv keeps the installed torch (it satisfies torch>=2.2). If uv fails (e.g. no route to PyPI, only
+# to pip's configured mirrors), pip installs the same set.
+UV_SPEC := uv>=0.13.5,<0.14
 $(STAMP): pyproject.toml
 	@echo "venv: setting up .venv [$$(date +%T)]"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q "$(TORCH)" 2>&1 | { $(PIPQUIET); }
-	$(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | { $(PIPQUIET); }
+	$(BIN)/python -m pip install -q "$(TORCH)" "$(UV_SPEC)" 2>&1 | { $(PIPQUIET); }
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -e ".[dev]" \
+	  || { echo "venv: uv failed; installing with pip"; $(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | { $(PIPQUIET); }; }
 	touch $(STAMP)
 	@echo "venv: ready [$$(date +%T)]"
 
