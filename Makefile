@@ -34,14 +34,14 @@ help:
 
 # torch with pip (which finds the machine's local wheel); the rest with uv (a dependency of Flower, so pinned to
 # Flower's range): it downloads and byte-compiles in parallel, 17 s instead of pip's 80 s on two cores for the same
-# versions. uv keeps the installed torch (it satisfies torch>=2.2). If uv fails (e.g. no route to PyPI, only
-# to pip's configured mirrors), pip installs the same set.
+# versions. uv keeps the installed torch (it satisfies torch>=2.2) and, like pip here, trusts the system's certificates
+# (--native-tls). If uv fails (e.g. no route to PyPI, only to pip's configured mirrors), pip installs the same set.
 UV_SPEC := uv>=0.13.5,<0.14
 $(STAMP): pyproject.toml
 	@echo "venv: setting up .venv [$$(date +%T)]"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH)" "$(UV_SPEC)" 2>&1 | { $(PIPQUIET); }
-	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -e ".[dev]" \
+	$(BIN)/uv pip install -q --native-tls --python $(BIN)/python --compile-bytecode -e ".[dev]" \
 	  || { echo "venv: uv failed; installing with pip"; $(BIN)/python -m pip install -q -e ".[dev]" 2>&1 | { $(PIPQUIET); }; }
 	touch $(STAMP)
 	@echo "venv: ready [$$(date +%T)]"
