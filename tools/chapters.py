@@ -147,10 +147,11 @@ def stale(paths: list[Path], scale: str = "book") -> list[tuple[Path, str]]:
 
 # ------------------------------------------------------------------------------------------------ execution
 def machine(env: dict) -> str:
-    """machine_info() as a chapter's kernel sees it (same environment, so the same thread count), with the CPU's
-    family and model numbers and the vector instruction set of torch's CPU kernels: two CPUs with the same name
-    (a virtual machine's "AMD EPYC", say) can be different generations, whose kernels round differently."""
-    code = ("from learnthy_nb.core import machine_info; import torch; "
+    """machine_info() as a chapter's kernel sees it (same environment, after the chapter's `setup`, which pins torch
+    to one thread on a CPU whatever OMP_NUM_THREADS says), with the CPU's family and model numbers and the vector
+    instruction set of torch's CPU kernels: two CPUs with the same name (a virtual machine's "AMD EPYC", say) can be
+    different generations, whose kernels round differently."""
+    code = ("from learnthy_nb.core import machine_info, setup; import torch; setup(0); "
             "print(machine_info() + '; torch CPU kernels: ' + torch.backends.cpu.get_cpu_capability())")
     try:
         line = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
