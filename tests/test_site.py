@@ -167,10 +167,10 @@ def rendered(built, tmp_path_factory):
     Chromium, a tab per page, as many tabs at a time as cores (each tab renders in its own process)."""
     root = tmp_path_factory.mktemp("chromium")
     browser = _Browser(root / "profile", root / "chromium.log")
-    doms, pages = {}, _pages()
+    doms, pages, at_once = {}, _pages(), os.cpu_count() or 1
     try:
-        for start in range(0, len(pages), os.cpu_count() or 1):
-            batch, tabs = pages[start:start + (os.cpu_count() or 1)], []
+        for start in range(0, len(pages), at_once):
+            batch, tabs = pages[start:start + at_once], []
             for page in batch:
                 target = browser.reply(browser.send("Target.createTarget", url="about:blank"))["targetId"]
                 session = browser.reply(browser.send("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
